@@ -1,0 +1,56 @@
+# adaptive-lr: every target sets the environment up on first use (uv + uv.lock -> .venv).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.synced
+EXP ?= demo
+JOBS ?= 1
+HOST ?= 127.0.0.1
+TB_PORT ?= 6006
+MLFLOW_PORT ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: help setup demo test test-slow experiment report tensorboard mlflow-ui bench lint clean-runs
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+setup: $(STAMP)  ## create .venv from uv.lock (torch, Lightning, MLflow, ...)
+
+demo: $(STAMP)  ## run the embedded comparison (digits + XOR x 4 schedulers x 3 seeds) and write its report
+	$(BIN)/adaptive-lr experiment demo --report
+
+test: $(STAMP)  ## run the fast test suite (no network, no ../shared)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP)  ## run only the slow tests (real data, multi-process)
+	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
+
+experiment: $(STAMP)  ## run a grid: make experiment EXP=demo (finished cells are skipped)
+	$(BIN)/adaptive-lr experiment $(EXP)
+
+report: $(STAMP)  ## write reports/<EXP>/<timestamp>/report.md from the logged runs: make report EXP=demo
+	$(BIN)/adaptive-lr report $(EXP)
+
+tensorboard: $(STAMP)  ## serve TensorBoard over runs/ on localhost
+	$(BIN)/tensorboard --logdir runs --host $(HOST) --port $(TB_PORT)
+
+mlflow-ui: $(STAMP)  ## serve the MLflow UI over the project's store on localhost
+	mkdir -p mlruns
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host $(HOST) --port $(MLFLOW_PORT)
+
+bench: $(STAMP)  ## measure samples/s: harness vs a plain PyTorch loop; writes benchmarks/results.{md,json}
+	$(BIN)/python benchmarks/throughput.py

@@ -1,0 +1,4 @@
+"""Lightning callbacks: the LR controller driver."""
+from adaptive_lr.callbacks.lr_control import LRControl, LRControlConfigError
+
+__all__ = ["LRControl", "LRControlConfigError"]

@@ -1,0 +1,83 @@
+"""`adaptive-lr` command line. Heavy libraries (torch, Lightning, MLflow) are imported only inside commands, so
+`adaptive-lr --help` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from adaptive_lr.config import compose
+    from adaptive_lr.runner import run
+
+    result = run(compose(args.overrides))
+    print(f"run {result.run_id} FINISHED in {result.seconds:.1f}s: " +
+          ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def _report(experiment: str, overrides: Sequence[str]) -> Path:
+    from adaptive_lr.config import compose
+    from adaptive_lr.reporting import write_report
+    from adaptive_lr.tracking.run import resolve_tracking_uri
+
+    cfg = compose(overrides)
+    uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
+    return write_report(experiment, uri, Path(cfg.paths.reports))
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from adaptive_lr.experiment import run_grid
+
+    grid = run_grid(args.name, args.overrides)
+    if args.report:
+        print(f"report: {_report(grid.name, args.overrides)}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from adaptive_lr.experiment import load_grid
+
+    print(f"report: {_report(load_grid(args.name).name, args.overrides)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adaptive-lr",
+        description="Do learning-rate schedulers that react to training feedback beat fixed schedules?",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train one run: adaptive-lr train task=digits scheduler=cosine seed=1")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides of configs/train.yaml")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("experiment", help="run a grid from experiments/<name>.yaml (finished cells are skipped)")
+    p.add_argument("name", help="experiment name (experiments/<name>.yaml) or a path to a grid file")
+    p.add_argument("overrides", nargs="*", help="overrides applied to every cell")
+    p.add_argument("--report", action="store_true", help="write the comparison report afterwards")
+    p.set_defaults(func=_cmd_experiment)
+    p = sub.add_parser("report", help="write reports/<name>/<timestamp>/report.md from the logged runs")
+    p.add_argument("name", help="experiment name")
+    p.add_argument("overrides", nargs="*", help="overrides (e.g. paths.root=... or logger.tracking_uri=...)")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from adaptive_lr.config import ConfigError
+    from adaptive_lr.schedulers.base import PolicyConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, PolicyConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The DataModule base for datasets held entirely in memory as tensors."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from adaptive_lr.data.tensor_loader import TensorBatchLoader
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Subclasses implement `load()` returning ((x_train, y_train), (x_val, y_val), (x_test, y_test)).
+
+    Everything else (batching, per-epoch shuffling, DDP sharding, the metadata a task needs) lives here once.
+    """
+
+    #: shape of one input sample and the number of outputs the model needs; set by `setup`
+    input_shape: tuple[int, ...] = ()
+    num_outputs: int = 0
+
+    def __init__(self, batch_size: int = 64, eval_batch_size: int = 1024, seed: int = 0) -> None:
+        super().__init__()
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self._splits: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
+
+    def load(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits is None:
+            self._splits = self.load()
+            self.input_shape = tuple(self._splits[0][0].shape[1:])
+
+    @property
+    def splits(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+        self.setup()
+        assert self._splits is not None
+        return self._splits
+
+    def _shard(self, loader: TensorBatchLoader) -> TensorBatchLoader:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            loader.shard(trainer.global_rank, trainer.world_size)
+        return loader
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._shard(TensorBatchLoader(self.splits[0], self.batch_size, shuffle=True, seed=self.seed))
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._shard(TensorBatchLoader(self.splits[1], self.eval_batch_size))
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._shard(TensorBatchLoader(self.splits[2], self.eval_batch_size))
+
+    def steps_per_epoch(self) -> int:
+        return len(self.train_dataloader())

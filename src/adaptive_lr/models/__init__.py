@@ -1,0 +1,4 @@
+"""Plain nn.Modules; tasks receive them already built from config."""
+from adaptive_lr.models.mlp import MLP
+
+__all__ = ["MLP"]

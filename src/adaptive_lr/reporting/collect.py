@@ -1,0 +1,168 @@
+"""Load the logged runs of one experiment from an MLflow tracking store into tidy DataFrames.
+
+Reads exactly what the training side logs (one MLflow experiment per grid, one run per task x scheduler x
+seed): tags (task, scheduler, seed, metric, metric_mode, threshold, max_epochs, steps_per_epoch, adaptive,
+run_dir, error), epoch-indexed metrics (step = epoch), step-indexed `lr` / `controller_*` (step = global
+optimizer step) and the final `test_*` values. Nothing is retrained and nothing is written back.
+
+Histories are fetched for FINISHED runs only, one `get_metric_history` call per run per metric that the run
+actually logged (the run's latest-value dict tells which exist).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+FINISHED = "FINISHED"
+EPOCH_METRICS = ("train_loss", "val_loss", "epoch_time_s", "epoch_lr")  # plus train_<metric>, val_<metric>
+ACTIONS = {0: "hold", 1: "raise", 2: "cut_rise", 3: "cut_plateau", 4: "cut_nonfinite", 5: "cooldown"}
+_PAGE_SIZE = 1000
+
+RUN_COLUMNS = [
+    "run_id", "run_name", "status", "task", "scheduler", "seed", "adaptive", "metric", "mode", "threshold",
+    "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "error", "run_dir",
+]  # fmt: skip
+
+
+class NoRunsError(LookupError):
+    """The experiment does not exist or has no FINISHED run; the message names experiment and store."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything a report needs from one experiment, as tidy frames.
+
+    runs:    one row per run of any status (RUN_COLUMNS), sorted by task, scheduler, seed, run_id.
+    epochs:  long frame run_id, epoch, name, value for the epoch-indexed metrics of FINISHED runs.
+    lr:      run_id, step, value of the step-indexed `lr` of FINISHED runs.
+    actions: run_id, step, code, action, factor of the controller decisions of FINISHED runs.
+    """
+
+    experiment: str
+    tracking_uri: str
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    lr: pd.DataFrame
+    actions: pd.DataFrame
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == FINISHED]
+
+    @property
+    def unfinished(self) -> pd.DataFrame:
+        """FAILED, RUNNING, KILLED (anything not FINISHED): excluded from results, listed in the report."""
+        return self.runs[self.runs["status"] != FINISHED]
+
+
+def action_name(code: float) -> str:
+    """Name of a controller action code; codes outside the table read as `unknown(<code>)`, never fail."""
+    if not math.isfinite(code):
+        return "unknown(nan)"
+    return ACTIONS.get(int(code), f"unknown({int(code)})") if code == int(code) else f"unknown({code})"
+
+
+def load_runs(experiment: str, tracking_uri: str) -> RunData:
+    """Read all runs of `experiment` from the store at `tracking_uri`; raise NoRunsError if none FINISHED."""
+    from mlflow.tracking import MlflowClient  # deferred: importing mlflow costs seconds
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise NoRunsError(f"experiment {experiment!r} not found in tracking store {tracking_uri!r}")
+    mlflow_runs = list(_search_all(client, found.experiment_id))
+    runs = pd.DataFrame([_run_row(r) for r in mlflow_runs], columns=RUN_COLUMNS)
+    runs = runs.astype({"seed": "Int64", "max_epochs": "Int64", "steps_per_epoch": "Int64", "adaptive": bool})
+    runs = runs.sort_values(["task", "scheduler", "seed", "run_id"], kind="stable").reset_index(drop=True)
+    if not (runs["status"] == FINISHED).any():
+        raise NoRunsError(
+            f"experiment {experiment!r} in tracking store {tracking_uri!r} has no FINISHED runs "
+            f"({len(runs)} runs in other states)"
+        )
+
+    epoch_rows, lr_rows, action_rows = [], [], []
+    for run in mlflow_runs:
+        if run.info.status != FINISHED:
+            continue
+        run_id, logged = run.info.run_id, run.data.metrics.keys()
+        metric = run.data.tags.get("metric", "")
+        epoch_names = [*EPOCH_METRICS, f"train_{metric}", f"val_{metric}"]
+        for name in (n for n in epoch_names if n in logged):
+            epoch_rows += [(run_id, step, name, value) for step, value in _history(client, run_id, name)]
+        if "lr" in logged:
+            lr_rows += [(run_id, step, value) for step, value in _history(client, run_id, "lr")]
+        if "controller_action" in logged:
+            factors = (
+                dict(_history(client, run_id, "controller_factor")) if "controller_factor" in logged else {}
+            )
+            action_rows += [
+                (run_id, step, code, action_name(code), factors.get(step, math.nan))
+                for step, code in _history(client, run_id, "controller_action")
+            ]
+
+    return RunData(
+        experiment=experiment,
+        tracking_uri=tracking_uri,
+        runs=runs,
+        epochs=_frame(epoch_rows, ["run_id", "epoch", "name", "value"], sort_by=["run_id", "name", "epoch"]),
+        lr=_frame(lr_rows, ["run_id", "step", "value"], sort_by=["run_id", "step"]),
+        actions=_frame(
+            action_rows, ["run_id", "step", "code", "action", "factor"], sort_by=["run_id", "step"]
+        ),
+    )
+
+
+def _search_all(client: Any, experiment_id: str) -> Iterator[Any]:
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], max_results=_PAGE_SIZE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _history(client: Any, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) sorted by step; if a step was logged twice (e.g. a resumed run) the latest write wins."""
+    points = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
+    return list({m.step: float(m.value) for m in points}.items())
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    tags, values = run.data.tags, run.data.metrics
+    metric = tags.get("metric", "")
+    return {
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name or "",
+        "status": run.info.status,
+        "task": tags.get("task", ""),
+        "scheduler": tags.get("scheduler", ""),
+        "seed": _number(tags.get("seed"), int),
+        "adaptive": tags.get("adaptive", "").strip().lower() == "true",
+        "metric": metric,
+        "mode": tags.get("metric_mode", ""),
+        "threshold": _number(tags.get("threshold"), float),
+        "max_epochs": _number(tags.get("max_epochs"), int),
+        "steps_per_epoch": _number(tags.get("steps_per_epoch"), int),
+        "test_loss": values.get("test_loss", math.nan),
+        "test_metric": values.get(f"test_{metric}", math.nan),
+        "error": tags.get("error", ""),
+        "run_dir": tags.get("run_dir", ""),
+    }
+
+
+def _number(text: str | None, kind: type) -> Any:
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        return None if kind is int else math.nan
+
+
+def _frame(rows: Iterable[tuple], columns: list[str], sort_by: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=columns)
+    return frame.sort_values(sort_by, kind="stable").reset_index(drop=True)

@@ -1,0 +1,143 @@
+"""Build every component of one run from its config, train, test, and record it. No string dispatch: objects
+come from `_target_`s in the config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from adaptive_lr.config import ConfigError, to_container
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    status: str
+    metrics: dict[str, float]
+    seconds: float
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Identity of what a run computes: the resolved config without paths, experiment name or logging knobs."""
+    data = to_container(cfg)
+    for key in ("paths", "experiment", "logger", "data_dir"):
+        data.pop(key, None)
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _instantiate(node: Any, what: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, with a component's own validation error surfaced as a one-line ConfigError."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"{what}: {str(cause).splitlines()[0]}") from err
+
+
+def build(cfg: DictConfig) -> dict[str, Any]:
+    """Datamodule, task module and LR policy for `cfg`; raises ConfigError before anything is trained."""
+    from adaptive_lr.schedulers import Warmup
+
+    datamodule = _instantiate(cfg.data, "data")
+    model = _instantiate(cfg.model, "model")
+    loss = _instantiate(cfg.loss, "loss")
+    optimizer = _instantiate(cfg.optimizer, "optimizer")
+    module = _instantiate(cfg.module, "module", model=model, optimizer=optimizer, loss=loss)
+    if getattr(module, "metric", cfg.task.metric) != cfg.task.metric:
+        raise ConfigError(f"task.metric={cfg.task.metric!r} but {type(module).__name__} logs {module.metric!r}")
+    policy = _instantiate(cfg.scheduler.policy, "scheduler.policy")
+    if cfg.scheduler.warmup.ticks > 0:
+        policy = Warmup(policy, warmup=cfg.scheduler.warmup.ticks, start_factor=cfg.scheduler.warmup.start_factor)
+    if policy.monitor is not None and policy.monitor not in module.logged_metrics:
+        allowed = sorted(module.logged_metrics) + (["train_loss_step"] if cfg.scheduler.interval == "step" else [])
+        if policy.monitor not in allowed:
+            raise ConfigError(
+                f"scheduler.policy.monitor={policy.monitor!r} is never logged by task {cfg.task.name!r}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+    return {"datamodule": datamodule, "module": module, "policy": policy}
+
+
+def quiet_lightning() -> None:
+    """Keep the console for progress lines: drop Lightning's banner/tips and warnings that do not apply here."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*log_every_n_steps.*", ".*LeafSpec.*", ".*does not have many workers.*",
+                    ".*litlogger.*", ".*GPU available.*"):
+        warnings.filterwarnings("ignore", pattern)
+
+
+def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | None = None) -> RunResult:
+    """Train and test one configured run, tracked in MLflow and TensorBoard. Exceptions mark the run FAILED."""
+    import lightning as L
+
+    from adaptive_lr.callbacks import LRControl
+    from adaptive_lr.tracking.epoch_metrics import EpochMetrics
+    from adaptive_lr.tracking.loggers import LeanTensorBoardLogger, MLflowRunLogger
+    from adaptive_lr.tracking.run import TrackedRun, resolve_tracking_uri
+
+    quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init depends on the seed alone
+    parts = build(cfg)  # config errors surface here, before any run is created
+    datamodule, module, policy = parts["datamodule"], parts["module"], parts["policy"]
+
+    paths = cfg.paths
+    tracking_uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(paths.mlruns))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    run_name = f"{cfg.task.name}-{cfg.scheduler.name}-s{cfg.seed}"
+    run_dir = Path(paths.runs) / cfg.experiment / f"{run_name}-{stamp}"
+    datamodule.setup("fit")
+    tags = {
+        "experiment": cfg.experiment, "task": cfg.task.name, "scheduler": cfg.scheduler.name, "seed": cfg.seed,
+        "metric": cfg.task.metric, "metric_mode": cfg.task.mode, "threshold": cfg.task.threshold,
+        "max_epochs": cfg.trainer.max_epochs, "steps_per_epoch": datamodule.steps_per_epoch(),
+        "adaptive": str(bool(cfg.scheduler.adaptive)).lower(), "config_hash": config_hash(cfg),
+        **(tags or {}),
+    }
+    t0 = time.perf_counter()
+    with TrackedRun(tracking_uri, cfg.experiment, run_name, tags, to_container(cfg), run_dir,
+                    Path(paths.mlruns) / "artifacts") as tracked:
+        mlflow_logger = MLflowRunLogger(tracking_uri, tracked.run_id, cfg.logger.mlflow_flush_every_s)
+        loggers: list[Any] = [mlflow_logger]
+        if cfg.logger.tensorboard:
+            loggers.append(LeanTensorBoardLogger(str(run_dir / "tensorboard")))
+        epoch_metrics = EpochMetrics(stop_on_nonfinite=cfg.stop_on_nonfinite)
+        callbacks = [
+            epoch_metrics,  # before LRControl: epoch_lr is the LR the epoch trained with
+            LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
+                      log_every_n_steps=cfg.logger.log_every_n_steps),
+        ]
+        trainer_kwargs = dict(cfg.trainer)
+        if trainer_kwargs.get("enable_checkpointing"):
+            from lightning.pytorch.callbacks import ModelCheckpoint
+
+            callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_epochs=1,
+                                             save_top_k=-1))
+        trainer = L.Trainer(**trainer_kwargs, logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
+                            default_root_dir=str(run_dir))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        epochs = trainer.current_epoch
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+        mlflow_logger.log_metrics(final, step=epochs)
+        mlflow_logger.flush()
+        for logger in loggers[1:]:
+            logger.log_metrics(final, step=epochs)
+            logger.finalize("success")
+        tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None})
+        run_id = tracked.run_id
+    return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0)

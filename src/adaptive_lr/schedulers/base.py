@@ -1,0 +1,168 @@
+"""The policy interface every learning-rate scheduler implements.
+
+A policy is a small pure object: it receives observations (step, epoch, losses, metrics) and returns one learning
+rate per parameter group. It never sees a Trainer or an optimizer; the Lightning callback
+(`adaptive_lr.callbacks.LRControl`) and the plain-PyTorch wrapper (`adaptive_lr.schedulers.PolicyLR`) both drive
+it through `reset` and `observe`.
+
+Time is counted in *ticks*: one tick per `observe` call. Whoever drives the policy decides whether a tick is an
+optimizer step or an epoch, exactly like `torch.optim.lr_scheduler` where `step()` may be called per batch or per
+epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["min", "max"]
+
+
+#: Every action name a policy may record in `Decision.action`, with a stable small code so that a logger can plot
+#: decisions as a metric (`ACTIONS[decision.action]`). Append new names at the end and never renumber: logged runs
+#: keep the old codes.
+ACTIONS: dict[str, int] = {
+    "hold": 0,  # no change (also the first observation, and a slow-but-real improvement)
+    "raise": 1,  # the watched value improved fast: multiply the LR up
+    "cut_rise": 2,  # the watched value got worse: cut the LR
+    "cut_plateau": 3,  # no real improvement for `patience` ticks: cut the LR
+    "cut_nonfinite": 4,  # NaN/inf observed: cut the LR
+    "cooldown": 5,  # waiting after a cut before judging again: no change
+}
+
+
+class PolicyConfigError(ValueError):
+    """A policy was built with an invalid argument; the message names the argument and the allowed values."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a policy may look at when it decides. `metrics` holds every scalar the task logged, by name."""
+
+    step: int
+    epoch: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One controller decision, kept for logging: what it saw, what it did, and the LR before and after."""
+
+    tick: int
+    action: str
+    lr_before: float
+    lr_after: float
+    value: float | None = None
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def factor(self) -> float:
+        return self.lr_after / self.lr_before if self.lr_before > 0 else 1.0
+
+
+def require_positive(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise PolicyConfigError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def require_int(name: str, value: int, *, minimum: int) -> int:
+    """An integer (bools refused) no smaller than `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise PolicyConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def require_in_range(
+    name: str, value: float, low: float, high: float, *, low_closed: bool = False, high_closed: bool = False
+) -> float:
+    """A finite number in the interval from `low` to `high`; the message writes the interval, e.g. `(0, 1]`."""
+    interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= low if low_closed else value > low)
+        and (value <= high if high_closed else value < high)
+    )
+    if not ok:
+        raise PolicyConfigError(f"{name} must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def require_mode(mode: str) -> Mode:
+    if mode not in ("min", "max"):
+        raise PolicyConfigError(f"mode must be one of ['min', 'max'], got {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+class LRPolicy:
+    """Base class. Subclasses implement `_lrs_at_reset` and `_update`, and extend `state_dict` with their counters.
+
+    Attributes a logger may read cheaply after each `observe`:
+      - `lrs`: the current learning rate of each parameter group;
+      - `last_decision`: the `Decision` of the last observe for feedback controllers, else None.
+    """
+
+    #: name of the metric the policy watches (None: the policy needs no feedback, e.g. a fixed schedule)
+    monitor: str | None = None
+    #: whether larger or smaller values of `monitor` are better
+    mode: Mode = "min"
+
+    def __init__(self) -> None:
+        self.base_lrs: list[float] = []
+        self.lrs: list[float] = []
+        self.tick = 0
+        self.last_decision: Decision | None = None
+
+    @property
+    def needs_metrics(self) -> bool:
+        """False for open-loop schedules: the driver then skips collecting (and syncing) metrics entirely."""
+        return self.monitor is not None
+
+    # -- driving -------------------------------------------------------------------------------------------------
+    def reset(self, base_lrs: Sequence[float]) -> list[float]:
+        """Start a fresh trajectory from the optimizer's initial LRs; returns the LRs for tick 0."""
+        self.base_lrs = [require_positive("base lr", lr) for lr in base_lrs]
+        self.tick = 0
+        self.last_decision = None
+        self.lrs = self._lrs_at_reset()
+        return list(self.lrs)
+
+    def observe(self, obs: Observation) -> list[float]:
+        """Advance one tick with what was observed and return the LRs for the next tick."""
+        if not self.base_lrs:
+            raise RuntimeError(f"{type(self).__name__}.observe called before reset(base_lrs)")
+        self.tick += 1
+        self.last_decision = None
+        self.lrs = self._update(obs)
+        return list(self.lrs)
+
+    def monitored_value(self, obs: Observation) -> float:
+        """The watched metric, sign-normalised so that lower is always better (NaN stays NaN)."""
+        assert self.monitor is not None
+        if self.monitor not in obs.metrics:
+            raise KeyError(
+                f"{type(self).__name__} watches {self.monitor!r} but the observation only has {sorted(obs.metrics)}"
+            )
+        value = float(obs.metrics[self.monitor])
+        return value if self.mode == "min" else -value
+
+    def _lrs_at_reset(self) -> list[float]:
+        return list(self.base_lrs)
+
+    def _update(self, obs: Observation) -> list[float]:
+        raise NotImplementedError
+
+    # -- persistence ---------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"base_lrs": list(self.base_lrs), "lrs": list(self.lrs), "tick": self.tick}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.base_lrs = list(state["base_lrs"])
+        self.lrs = list(state["lrs"])
+        self.tick = int(state["tick"])
+        self.last_decision = None

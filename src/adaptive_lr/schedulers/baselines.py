@@ -1,0 +1,131 @@
+"""Open-loop baselines: fixed schedules that ignore feedback, written as closed forms of the tick.
+
+Each matches its `torch.optim.lr_scheduler` counterpart (tests compare them over 100 ticks), so a comparison
+against "the usual schedule" is a comparison against what people actually run. `Warmup` wraps any policy,
+feedback controllers included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from adaptive_lr.schedulers.base import (
+    LRPolicy,
+    Observation,
+    PolicyConfigError,
+    require_in_range,
+    require_int,
+    require_positive,
+)
+
+
+class Fixed(LRPolicy):
+    """A constant LR: every group keeps its base LR, or, with `lr` given, every group uses that absolute LR."""
+
+    def __init__(self, lr: float | None = None) -> None:
+        super().__init__()
+        self.lr = None if lr is None else require_positive("lr", lr)
+
+    def _lrs_at_reset(self) -> list[float]:
+        return list(self.base_lrs) if self.lr is None else [self.lr] * len(self.base_lrs)
+
+    def _update(self, obs: Observation) -> list[float]:
+        return list(self.lrs)
+
+
+class StepDecay(LRPolicy):
+    """`lr_t = base * gamma ** (t // step_size)`, like `torch.optim.lr_scheduler.StepLR`."""
+
+    def __init__(self, step_size: int = 10, gamma: float = 0.1) -> None:
+        super().__init__()
+        self.step_size = require_int("step_size", step_size, minimum=1)
+        self.gamma = require_in_range("gamma", gamma, 0.0, 1.0, high_closed=True)
+
+    def _lrs_at_reset(self) -> list[float]:
+        return self._lrs_at(0)
+
+    def _update(self, obs: Observation) -> list[float]:
+        return self._lrs_at(self.tick)
+
+    def _lrs_at(self, t: int) -> list[float]:
+        return [base * self.gamma ** (t // self.step_size) for base in self.base_lrs]
+
+
+class Cosine(LRPolicy):
+    """Cosine annealing from each base LR down to `eta_min` over `t_max` ticks, then held at `eta_min`.
+
+    `lr_t = eta_min + (base - eta_min) * (1 + cos(pi * t / t_max)) / 2` for `t <= t_max`, `eta_min` after.
+    Up to `t_max` this equals `torch.optim.lr_scheduler.CosineAnnealingLR(T_max=t_max, eta_min=eta_min)`; past
+    `t_max` torch's schedule climbs back up (it is periodic with period `2 * T_max`) while this one holds
+    `eta_min`, which is what a run longer than its budget wants.
+    """
+
+    def __init__(self, t_max: int, eta_min: float = 1e-6) -> None:
+        super().__init__()
+        self.t_max = require_int("t_max", t_max, minimum=1)
+        self.eta_min = require_in_range("eta_min", eta_min, 0.0, math.inf, low_closed=True)
+
+    def _lrs_at_reset(self) -> list[float]:
+        return self._lrs_at(0)
+
+    def _update(self, obs: Observation) -> list[float]:
+        return self._lrs_at(self.tick)
+
+    def _lrs_at(self, t: int) -> list[float]:
+        if t >= self.t_max:
+            return [self.eta_min] * len(self.base_lrs)
+        cos_factor = (1.0 + math.cos(math.pi * t / self.t_max)) / 2.0
+        return [self.eta_min + (base - self.eta_min) * cos_factor for base in self.base_lrs]
+
+
+class Warmup(LRPolicy):
+    """Linear warmup in front of any policy: the inner policy's LRs times a factor that climbs to 1.
+
+    `factor_t = start_factor + (1 - start_factor) * min(t, warmup) / warmup`, which is
+    `torch.optim.lr_scheduler.LinearLR(start_factor, end_factor=1.0, total_iters=warmup)`.
+
+    The inner policy sees every observation, from tick 1, as if it ran alone; only its output is scaled, so a
+    feedback controller's clamping bounds apply before the warmup factor. `monitor`, `mode`, `needs_metrics` and
+    `last_decision` are the inner policy's (its `Decision` keeps the inner, unscaled LRs; the applied ones are in
+    `lrs`).
+    """
+
+    def __init__(self, policy: LRPolicy, warmup: int, start_factor: float = 0.1) -> None:
+        super().__init__()
+        if not isinstance(policy, LRPolicy):
+            raise PolicyConfigError(f"policy must be an LRPolicy, got {type(policy).__name__}")
+        self.policy = policy
+        self.warmup = require_int("warmup", warmup, minimum=1)
+        self.start_factor = require_in_range("start_factor", start_factor, 0.0, 1.0, high_closed=True)
+
+    @property
+    def monitor(self) -> str | None:  # type: ignore[override]
+        return self.policy.monitor
+
+    @property
+    def mode(self):  # type: ignore[override]
+        return self.policy.mode
+
+    def factor(self, t: int) -> float:
+        return self.start_factor + (1.0 - self.start_factor) * min(t, self.warmup) / self.warmup
+
+    def _lrs_at_reset(self) -> list[float]:
+        return self._scaled(self.policy.reset(self.base_lrs))
+
+    def _update(self, obs: Observation) -> list[float]:
+        lrs = self.policy.observe(obs)
+        self.last_decision = self.policy.last_decision
+        return self._scaled(lrs)
+
+    def _scaled(self, lrs: list[float]) -> list[float]:
+        factor = self.factor(self.tick)
+        return [lr * factor for lr in lrs]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "inner": self.policy.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.policy.load_state_dict(state["inner"])

@@ -1,0 +1,1 @@
+"""Tracking: TensorBoard + MLflow wiring, run ownership and per-epoch records."""

@@ -1,0 +1,63 @@
+"""Per-epoch metric records: the contract the reports read (one value per epoch, step = epoch number)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+
+class EpochMetrics(Callback):
+    """At the end of every training epoch (after its validation) logs, with step = epoch number (1-based):
+    every metric the task logged (`train_loss`, `val_loss`, `train_<metric>`, `val_<metric>`, `nonfinite_steps`),
+    `epoch_time_s` (wall-clock seconds since training started, controller overhead included) and `epoch_lr`
+    (the LR of param group 0 used during the epoch).
+
+    This is the one host sync of the epoch. A non-finite training loss is recorded, never dropped: the epoch's
+    `nonfinite_steps` is logged and, with `stop_on_nonfinite`, training stops and `diverged_epoch` is set.
+    Place it before `LRControl` in the callback list so `epoch_lr` is the LR before the epoch's decision.
+    """
+
+    def __init__(self, stop_on_nonfinite: bool = True) -> None:
+        super().__init__()
+        self.stop_on_nonfinite = stop_on_nonfinite
+        self.diverged_epoch: int | None = None
+        self._t0 = 0.0
+        self._elapsed_before = 0.0  # wall-clock of epochs run before a resume
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        names = getattr(pl_module, "logged_metrics", tuple(trainer.callback_metrics))
+        record: dict[str, float] = {}
+        for name in names:
+            value = trainer.callback_metrics.get(name, getattr(pl_module, name, None))
+            if isinstance(value, torch.Tensor):
+                value = value.item()  # sync point: once per epoch
+            if value is not None:
+                record[name] = float(value)
+        record["epoch_time_s"] = self._elapsed_before + time.perf_counter() - self._t0
+        record["epoch_lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        epoch = trainer.current_epoch + 1
+        if not math.isfinite(record.get("train_loss", 0.0)) and self.diverged_epoch is None:
+            self.diverged_epoch = epoch
+            record["diverged_epoch"] = float(epoch)
+            if self.stop_on_nonfinite:
+                trainer.should_stop = True
+        for logger in trainer.loggers:
+            logger.log_metrics(record, step=epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        elapsed = self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
+        return {"elapsed_s": elapsed, "diverged_epoch": self.diverged_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._elapsed_before = float(state_dict["elapsed_s"])
+        self.diverged_epoch = state_dict["diverged_epoch"]
