@@ -21,13 +21,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _report(experiment: str, overrides: Sequence[str]) -> Path:
-    from adaptive_lr.config import compose
-    from adaptive_lr.reporting import write_report
+    from adaptive_lr.config import ConfigError, compose
+    from adaptive_lr.reporting import NoRunsError, write_report
     from adaptive_lr.tracking.run import resolve_tracking_uri
 
     cfg = compose(overrides)
     uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
-    return write_report(experiment, uri, Path(cfg.paths.reports))
+    try:
+        return write_report(experiment, uri, Path(cfg.paths.reports))
+    except NoRunsError as err:  # nothing to report is bad input: one `error:` line and exit 2, not a traceback
+        raise ConfigError(str(err)) from err
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:

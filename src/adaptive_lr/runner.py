@@ -22,7 +22,8 @@ class RunResult:
     run_dir: Path
     status: str
     metrics: dict[str, float]
-    seconds: float
+    seconds: float       # the whole run: setup, fit, test, tracking
+    fit_seconds: float   # trainer.fit alone (training + validation epochs)
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -129,7 +130,9 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
                                              save_top_k=-1))
         trainer = L.Trainer(**trainer_kwargs, logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
                             default_root_dir=str(run_dir))
+        t_fit = time.perf_counter()
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        fit_seconds = time.perf_counter() - t_fit
         trainer.test(module, datamodule=datamodule, verbose=False)
         epochs = trainer.current_epoch
         final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
@@ -140,4 +143,4 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
             logger.finalize("success")
         tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None})
         run_id = tracked.run_id
-    return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0)
+    return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0, fit_seconds)

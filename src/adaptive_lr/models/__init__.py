@@ -1,4 +1,5 @@
 """Plain nn.Modules; tasks receive them already built from config."""
+from adaptive_lr.models.cnn import SmallCNN
 from adaptive_lr.models.mlp import MLP
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "SmallCNN"]

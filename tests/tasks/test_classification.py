@@ -1,0 +1,197 @@
+"""`EpochMeans` and `ClassificationTask`: exact weighted epoch means, published metrics equal a computation by hand."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from adaptive_lr.data.digits import DigitsDataModule
+from adaptive_lr.data.xor import XORDataModule
+from adaptive_lr.models.mlp import MLP
+from adaptive_lr.tasks import ClassificationTask
+from adaptive_lr.tasks.epoch_mean import EpochMeans
+
+SGD = functools.partial(torch.optim.SGD, lr=0.5)
+
+
+def trainer(max_epochs: int = 1, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        **kwargs,
+    )
+
+
+# -- EpochMeans ------------------------------------------------------------------------------------------------------
+def test_epoch_means_are_exact_batch_size_weighted_means_and_reset():
+    means = EpochMeans(("loss", "acc"))
+    assert means.compute() == {}
+    means.add(torch.tensor([2.0, 1.0]), 3)
+    means.add(torch.tensor([5.0, 0.0]), 1)
+    means.add(torch.tensor([1.0, 0.5]), 4)
+    out = means.compute()
+    assert set(out) == {"loss", "acc"}
+    assert out["loss"].item() == pytest.approx((2 * 3 + 5 * 1 + 1 * 4) / 8)
+    assert out["acc"].item() == pytest.approx((1 * 3 + 0 + 0.5 * 4) / 8)
+    assert means.compute() == {}  # reset after compute
+    means.add(torch.tensor([7.0, 1.0]), 2)
+    assert means.compute()["loss"].item() == 7.0
+
+
+def test_epoch_means_apply_the_reduction_to_the_sums():
+    means = EpochMeans(("loss",))
+    means.add(torch.tensor([4.0]), 2)  # sums: [8, 2]
+    seen = []
+
+    def fake_all_reduce(sums: torch.Tensor) -> torch.Tensor:  # another rank contributed loss 1.0 over 6 samples
+        seen.append(sums.clone())
+        return sums + torch.tensor([6.0, 6.0])
+
+    assert means.compute(fake_all_reduce)["loss"].item() == pytest.approx(14 / 8)
+    assert torch.equal(seen[0], torch.tensor([8.0, 2.0]))
+
+
+def test_epoch_means_do_not_hold_the_graph():
+    w = torch.tensor(2.0, requires_grad=True)
+    means = EpochMeans(("loss",))
+    means.add(torch.stack([w * 3]), 1)
+    assert not means.compute()["loss"].requires_grad
+
+
+# -- ClassificationTask ----------------------------------------------------------------------------------------------
+def by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module, binary: bool):
+    with torch.no_grad():
+        logits = model(x)
+        preds = (logits > 0).float() if binary else logits.argmax(dim=1)
+        return loss_fn(logits, y).item(), (preds == y).float().mean().item()
+
+
+def test_binary_task_publishes_val_metrics_equal_to_a_computation_by_hand():
+    L.seed_everything(0, verbose=False)
+    dm = XORDataModule(variant="noisy", n_samples=200, batch_size=16, eval_batch_size=7)  # 40 val: 5 batches of 7 + 5
+    task = ClassificationTask(MLP(2, [4], 1, "tanh"), SGD, nn.BCEWithLogitsLoss())
+    assert task.binary
+    t = trainer(max_epochs=2)
+    t.fit(task, datamodule=dm)
+    x_val, y_val = dm.splits[1]
+    loss, acc = by_hand(task.model, x_val, y_val, nn.BCEWithLogitsLoss(), binary=True)
+    m = t.callback_metrics
+    assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= set(m)
+    assert m["val_loss"].item() == pytest.approx(loss, rel=1e-5)
+    assert m["val_acc"].item() == pytest.approx(acc, abs=1e-6)
+    assert 0.0 < acc < 1.0  # noisy XOR: a real accuracy, not a degenerate one
+    assert set(task.logged_metrics) == {"train_loss", "train_acc", "val_loss", "val_acc", "nonfinite_steps"}
+
+
+def test_multiclass_task_on_digits_uses_argmax_accuracy_and_weighted_val_batches():
+    L.seed_everything(0, verbose=False)
+    dm = DigitsDataModule(batch_size=128, eval_batch_size=100)  # 359 val samples: batches 100, 100, 100, 59
+    task = ClassificationTask(MLP(64, [], 10), SGD)  # default loss: cross-entropy
+    assert not task.binary
+    t = trainer(max_epochs=1, limit_train_batches=3)
+    t.fit(task, datamodule=dm)
+    x_val, y_val = dm.splits[1]
+    loss, acc = by_hand(task.model, x_val, y_val, nn.CrossEntropyLoss(), binary=False)
+    assert t.callback_metrics["val_loss"].item() == pytest.approx(loss, rel=1e-5)
+    assert t.callback_metrics["val_acc"].item() == pytest.approx(acc, abs=1e-6)
+    assert 0.1 < acc < 1.0
+
+    t.validate(task, datamodule=dm, verbose=False)  # outside fit only the val means are published
+    assert t.callback_metrics["val_acc"].item() == pytest.approx(acc, abs=1e-6)
+    t.test(task, datamodule=dm, verbose=False)
+    x_test, y_test = dm.splits[2]
+    assert t.callback_metrics["test_acc"].item() == pytest.approx(
+        by_hand(task.model, x_test, y_test, nn.CrossEntropyLoss(), binary=False)[1], abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_train_metrics_are_the_weighted_means_of_the_last_epochs_batch_losses(epochs):
+    """Replays the same training by hand (same init, same seeded batch order per epoch) and compares."""
+    L.seed_everything(1, verbose=False)
+    dm = XORDataModule(variant="corner", n_samples=150, batch_size=32, seed=5)  # 90 train: 32, 32, 26
+    model = MLP(2, [3], 1, "tanh")
+    manual = copy.deepcopy(model)
+    t = trainer(max_epochs=epochs)
+    t.fit(ClassificationTask(model, SGD, nn.BCEWithLogitsLoss()), datamodule=dm)
+
+    opt = SGD(manual.parameters())
+    loader = dm.train_dataloader()
+    loss_fn = nn.BCEWithLogitsLoss()
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        loss_sum = acc_sum = n = 0.0
+        for x, y in loader:
+            loss = loss_fn(manual(x), y)
+            with torch.no_grad():
+                acc_sum += ((manual(x) > 0).float() == y).float().sum().item()
+            loss_sum += loss.item() * len(y)
+            n += len(y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert n == 90
+    assert t.callback_metrics["train_loss"].item() == pytest.approx(loss_sum / n, rel=1e-5)
+    assert t.callback_metrics["train_acc"].item() == pytest.approx(acc_sum / n, abs=1e-6)
+    for p, q in zip(model.parameters(), manual.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_train_metrics_are_published_without_a_validation_loop():
+    L.seed_everything(0, verbose=False)
+    dm = XORDataModule(variant="clean", n_samples=100, batch_size=20)
+    t = trainer(max_epochs=1, limit_val_batches=0)
+    t.fit(ClassificationTask(MLP(2, [2], 1, "tanh"), SGD, nn.BCEWithLogitsLoss()), datamodule=dm)
+    assert {"train_loss", "train_acc"} <= set(t.callback_metrics)
+    assert "val_loss" not in t.callback_metrics
+
+
+class NaNOnSteps(nn.Module):
+    """Wraps a model and returns NaN logits on the given (0-based) training calls; gradients stay finite."""
+
+    def __init__(self, model: nn.Module, nan_calls: set[int]) -> None:
+        super().__init__()
+        self.model, self.nan_calls, self.calls = model, nan_calls, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        if self.training:
+            if self.calls in self.nan_calls:
+                # torch.where routes a zero gradient to `out`, so the weights stay finite after the step
+                out = torch.where(torch.ones_like(out, dtype=torch.bool), torch.full_like(out, float("nan")), out)
+            self.calls += 1
+        return out
+
+
+def test_nonfinite_steps_counts_nan_training_losses():
+    L.seed_everything(0, verbose=False)
+    dm = XORDataModule(variant="clean", n_samples=100, batch_size=20)  # 60 train: 3 steps per epoch
+    model = NaNOnSteps(MLP(2, [2], 1, "tanh"), nan_calls={1, 4, 5})
+    task = ClassificationTask(model, SGD, nn.BCEWithLogitsLoss())
+    t = trainer(max_epochs=3)
+    t.fit(task, datamodule=dm)
+    assert model.calls == 9
+    assert int(task.nonfinite_steps) == 3
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+    assert torch.isfinite(t.callback_metrics["val_loss"])  # validation never sees the NaNs
+    assert "nonfinite_steps" in task.state_dict()  # persistent: survives a checkpoint
+
+
+def test_train_loss_of_an_epoch_with_a_nan_step_is_nan():
+    L.seed_everything(0, verbose=False)
+    dm = XORDataModule(variant="clean", n_samples=100, batch_size=20)
+    model = NaNOnSteps(MLP(2, [2], 1, "tanh"), nan_calls={0})
+    t = trainer(max_epochs=1)
+    t.fit(ClassificationTask(model, SGD, nn.BCEWithLogitsLoss()), datamodule=dm)
+    assert torch.isnan(t.callback_metrics["train_loss"])
