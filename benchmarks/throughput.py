@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from adaptive_lr.config import compose  # noqa: E402
 from adaptive_lr.runner import build, run  # noqa: E402
+from adaptive_lr.runtime import configure_runtime  # noqa: E402
 
 # task config, epochs, harness/plain target ratio
 CASES = [
@@ -104,7 +105,9 @@ def main() -> None:
     parser.add_argument("--scheduler", default="heuristic", help="scheduler config the harness runs with")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    import lightning  # noqa: F401  (imported first so both sides run under the same process settings)
+
+    configure_runtime()
     results, rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for task, epochs, target, label in CASES:

@@ -100,10 +100,13 @@ def _fmt_s(seconds: float) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO = sys.stderr) -> Grid:
-    """Run every unfinished cell of a grid in this process, printing progress (done/failed/ETA) as it goes."""
+def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None = None) -> Grid:
+    """Run every unfinished cell of a grid in this process, printing progress (done/failed/ETA) to `out`
+    (default: the current `sys.stderr`, looked up at call time so redirections apply)."""
     from adaptive_lr.runner import run
     from adaptive_lr.tracking.run import resolve_tracking_uri
+
+    out = out if out is not None else sys.stderr
 
     grid = load_grid(name, extra_overrides)
     cfgs = {cell: compose(cell.overrides) for cell in grid.cells}  # every config error before the first run

@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from adaptive_lr.config import ConfigError, to_container
+from adaptive_lr.runtime import configure_runtime
 
 
 @dataclass
@@ -70,18 +71,6 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     return {"datamodule": datamodule, "module": module, "policy": policy}
 
 
-def quiet_lightning() -> None:
-    """Keep the console for progress lines: drop Lightning's banner/tips and warnings that do not apply here."""
-    import logging
-    import warnings
-
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*log_every_n_steps.*", ".*LeafSpec.*", ".*does not have many workers.*",
-                    ".*litlogger.*", ".*GPU available.*"):
-        warnings.filterwarnings("ignore", pattern)
-
-
 def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | None = None) -> RunResult:
     """Train and test one configured run, tracked in MLflow and TensorBoard. Exceptions mark the run FAILED."""
     import lightning as L
@@ -91,7 +80,7 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
     from adaptive_lr.tracking.loggers import LeanTensorBoardLogger, MLflowRunLogger
     from adaptive_lr.tracking.run import TrackedRun, resolve_tracking_uri
 
-    quiet_lightning()
+    configure_runtime()
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init depends on the seed alone
     parts = build(cfg)  # config errors surface here, before any run is created
     datamodule, module, policy = parts["datamodule"], parts["module"], parts["policy"]

@@ -16,6 +16,8 @@ from adaptive_lr.models.mlp import MLP
 from adaptive_lr.tasks import ClassificationTask
 from adaptive_lr.tasks.epoch_mean import EpochMeans
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # a Lightning/torch deprecation, not ours
+
 SGD = functools.partial(torch.optim.SGD, lr=0.5)
 
 

@@ -64,6 +64,8 @@ class LRControl(Callback):
         if stage != "fit" or self.policy.monitor is None:
             return
         logged = getattr(pl_module, "logged_metrics", None)
+        if logged is not None and self.interval == "step":
+            logged = (*logged, "train_loss_step")  # this callback adds the step loss to every step decision
         if logged is not None and self.policy.monitor not in logged:
             raise LRControlConfigError(
                 f"scheduler.monitor={self.policy.monitor!r} is never logged by {type(pl_module).__name__}; "

@@ -1,0 +1,153 @@
+"""`runner.run`: one tiny real run end to end, tracked in MLflow and TensorBoard; a crash marks the run FAILED."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from adaptive_lr.config import compose, to_container
+from adaptive_lr.runner import config_hash, run
+
+TINY = ["task=xor_clean", "trainer.max_epochs=2", "data.n_samples=80"]
+EPOCH_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "epoch_time_s", "epoch_lr")
+XOR_LR = 0.05  # configs/task/xor_clean.yaml
+
+
+def tracking_uri(home: Path) -> str:
+    """The store a run under ADAPTIVE_LR_HOME=home uses (as conftest's; importing `conftest` is ambiguous here,
+    tests/reporting has one too)."""
+    return f"sqlite:///{home.resolve()}/mlruns/mlflow.db"
+
+
+def seed_store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Copy an empty, migrated MLflow SQLite store into `home` (creating one runs ~6 s of schema migrations)."""
+    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
+    if not template.exists():
+        from mlflow.tracking import MlflowClient
+
+        template.parent.mkdir(exist_ok=True)
+        MlflowClient(f"sqlite:///{template}").search_experiments()
+    (home / "mlruns").mkdir(exist_ok=True)
+    shutil.copy(template, home / "mlruns" / "mlflow.db")
+
+
+@pytest.fixture
+def client(home: Path, tmp_path_factory: pytest.TempPathFactory):
+    from mlflow.tracking import MlflowClient
+
+    seed_store(home, tmp_path_factory)
+    return MlflowClient(tracking_uri(home))
+
+
+def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_successful_run_is_fully_tracked(home, client):
+    cfg = compose([*TINY, "experiment=unit"])
+    result = run(cfg)
+
+    r = client.get_run(result.run_id)
+    assert r.info.status == "FINISHED" and result.status == "FINISHED"
+    assert client.get_experiment(r.info.experiment_id).name == "unit"
+    # tags: everything a report groups and filters by, plus identity and provenance
+    tags = r.data.tags
+    steps_per_epoch = int(tags["steps_per_epoch"])
+    assert steps_per_epoch >= 1
+    assert {k: tags[k] for k in ("task", "scheduler", "seed", "metric", "metric_mode", "threshold", "max_epochs",
+                                 "adaptive")} == {
+        "task": "xor_clean", "scheduler": "fixed", "seed": "0", "metric": "acc", "metric_mode": "max",
+        "threshold": "0.95", "max_epochs": "2", "adaptive": "false",
+    }
+    assert tags["config_hash"] == config_hash(cfg)
+    assert tags["git_commit"] == (result.run_dir / "git_commit.txt").read_text().strip() != ""
+    assert Path(tags["run_dir"]) == result.run_dir
+    assert tags["epochs_trained"] == "2" and tags["diverged"] == "False"
+    # params: the resolved config, flattened
+    params = r.data.params
+    assert params["lr"] == str(XOR_LR)
+    assert params["scheduler.name"] == "fixed"
+    assert params["trainer.max_epochs"] == "2"
+    assert params["data.n_samples"] == "80"
+    # the resolved config and commit, beside the results and as artifacts
+    assert json.loads((result.run_dir / "config.json").read_text()) == to_container(cfg)
+    assert {a.path for a in client.list_artifacts(result.run_id)} >= {"config.json", "git_commit.txt"}
+    # epoch metrics: one value per epoch, step = epoch number
+    for name in EPOCH_METRICS:
+        assert [step for step, _ in history(client, result.run_id, name)] == [1, 2], name
+    assert [v for _, v in history(client, result.run_id, "epoch_lr")] == pytest.approx([XOR_LR, XOR_LR])
+    times = [v for _, v in history(client, result.run_id, "epoch_time_s")]
+    assert 0 < times[0] < times[1]
+    assert all(0 <= v <= 1 for _, v in history(client, result.run_id, "val_acc"))
+    # lr: step-indexed by optimizer step, from step 0 to the last step
+    lr = history(client, result.run_id, "lr")
+    steps = [step for step, _ in lr]
+    assert steps[0] == 0 and steps[-1] == 2 * steps_per_epoch and steps == sorted(steps)
+    assert all(v == pytest.approx(XOR_LR) for _, v in lr)
+    # final test metrics
+    assert r.data.metrics["test_acc"] == pytest.approx(result.metrics["test_acc"])
+    assert 0 <= result.metrics["test_acc"] <= 1 and "test_loss" in result.metrics
+
+
+def test_tensorboard_event_files_hold_lr_and_epoch_scalars(home, client):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = run(compose(TINY))
+
+    acc = EventAccumulator(str(result.run_dir / "tensorboard"))
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"lr", "val_loss", "epoch_lr"} <= scalars
+    assert [e.value for e in acc.Scalars("lr")] == pytest.approx([XOR_LR] * len(acc.Scalars("lr")))
+    assert [e.step for e in acc.Scalars("val_loss")] == [1, 2]
+
+
+def test_two_runs_never_share_a_run_folder(home, client):
+    cfg = compose([*TINY, "experiment=twice"])
+
+    first, second = run(cfg), run(cfg)
+
+    assert first.run_id != second.run_id
+    assert first.run_dir != second.run_dir
+    assert first.run_dir.parent == second.run_dir.parent == home / "runs" / "twice"
+    for result in (first, second):
+        assert (result.run_dir / "config.json").is_file()
+        assert client.get_run(result.run_id).data.tags["run_dir"] == str(result.run_dir)
+
+
+def test_crash_mid_run_is_failed_and_left_out_of_reports(home, client, monkeypatch):
+    from adaptive_lr.reporting import write_report
+    from adaptive_lr.tasks.classification import ClassificationTask
+
+    ok = run(compose([*TINY, "experiment=crash"]))
+    train_step = ClassificationTask.training_step
+
+    def crash_in_epoch_2(self, batch, batch_idx):
+        if self.current_epoch >= 1:
+            raise RuntimeError("boom in epoch 2")
+        return train_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassificationTask, "training_step", crash_in_epoch_2)
+    with pytest.raises(RuntimeError, match="boom in epoch 2"):
+        run(compose([*TINY, "experiment=crash", "scheduler=heuristic"]))
+
+    exp = client.get_experiment_by_name("crash")
+    runs = {r.info.status: r for r in client.search_runs([exp.experiment_id])}
+    assert sorted(runs) == ["FAILED", "FINISHED"]
+    failed = runs["FAILED"]
+    assert runs["FINISHED"].info.run_id == ok.run_id
+    assert failed.data.tags["scheduler"] == "heuristic"
+    assert "RuntimeError: boom in epoch 2" in failed.data.tags["error"]
+    assert [s for s, _ in history(client, failed.info.run_id, "val_loss")] == [1]  # epoch 1 kept, not lost
+
+    report = write_report("crash", tracking_uri(home), home / "reports")
+
+    text = report.read_text()
+    results, _, failed_section = text.partition("## Failed or incomplete runs")
+    assert failed.info.run_id not in results
+    assert failed.info.run_id in failed_section and "boom in epoch 2" in failed_section
+    summary = (report.parent / "summary.csv").read_text().splitlines()
+    assert len(summary) == 2 and ",fixed," in summary[1] and "heuristic" not in "".join(summary)

@@ -1,0 +1,119 @@
+"""Tracking: `MLflowRunLogger` writes metrics in few batches and loses none; where the MLflow store lives."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from adaptive_lr.tracking import loggers
+from adaptive_lr.tracking.loggers import MLFLOW_BATCH_LIMIT, MLflowRunLogger
+from adaptive_lr.tracking.run import resolve_tracking_uri
+
+
+class SpyClient:
+    """Stands in for MlflowClient: records every log_batch call."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.batches: list[tuple[str, list]] = []
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self.batches.append((run_id, list(metrics)))
+
+    def logged(self) -> list[tuple[str, int, float]]:
+        return [(m.key, m.step, m.value) for _, batch in self.batches for m in batch]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    fake_time = types.SimpleNamespace(monotonic=clock.monotonic, time=lambda: 1.7e9)
+    monkeypatch.setattr(loggers, "time", fake_time)
+    return clock
+
+
+@pytest.fixture
+def make_logger(monkeypatch):
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", SpyClient)
+
+    def make(flush_every_s: float = 10.0) -> MLflowRunLogger:
+        logger = MLflowRunLogger("sqlite:///unused.db", "run-1", flush_every_s)
+        assert isinstance(logger.client, SpyClient)
+        return logger
+
+    return make
+
+
+def test_many_small_logs_become_few_full_batches(make_logger, clock):
+    logger = make_logger()
+    sent = [("loss", step, float(step)) for step in range(2500)]
+
+    for key, step, value in sent:
+        logger.log_metrics({key: value}, step=step)
+
+    assert [len(b) for _, b in logger.client.batches] == [MLFLOW_BATCH_LIMIT, MLFLOW_BATCH_LIMIT]
+    logger.flush()
+    assert [len(b) for _, b in logger.client.batches] == [1000, 1000, 500]
+    assert logger.client.logged() == sent  # every value, in order, with its step
+    assert {run_id for run_id, _ in logger.client.batches} == {"run-1"}
+    logger.flush()
+    assert len(logger.client.batches) == 3  # an empty buffer is not written
+
+
+def test_one_large_log_is_split_into_batches_of_at_most_the_limit(make_logger, clock):
+    logger = make_logger()
+    record = {f"m{i}": float(i) for i in range(2 * MLFLOW_BATCH_LIMIT + 1)}
+
+    logger.log_metrics(record, step=7)
+
+    assert [len(b) for _, b in logger.client.batches] == [1000, 1000, 1]
+    assert logger.client.logged() == [(k, 7, v) for k, v in record.items()]
+
+
+def test_save_flushes_only_after_flush_every_s(make_logger, clock):
+    logger = make_logger(flush_every_s=10.0)
+    logger.log_metrics({"lr": 0.1, "val_loss": 0.5}, step=1)
+
+    logger.save()
+    clock.now += 9.9
+    logger.save()
+    assert logger.client.batches == []
+
+    clock.now += 0.2
+    logger.save()
+    assert logger.client.logged() == [("lr", 1, 0.1), ("val_loss", 1, 0.5)]
+
+    logger.log_metrics({"lr": 0.2}, step=2)
+    clock.now += 5
+    logger.save()  # the interval restarts at every flush
+    assert len(logger.client.batches) == 1
+    logger.finalize("success")
+    assert logger.client.logged()[-1] == ("lr", 2, 0.2)
+    assert len(logger.client.batches) == 2
+
+
+def test_step_none_is_logged_as_step_zero(make_logger, clock):
+    logger = make_logger()
+    logger.log_metrics({"test_acc": 0.9})
+    logger.finalize("failed")  # a failing run still gets what was buffered
+    assert logger.client.logged() == [("test_acc", 0, 0.9)]
+
+
+def test_tracking_uri_explicit_then_env_then_project_sqlite(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert resolve_tracking_uri("file:///explicit", tmp_path / "a") == "file:///explicit"
+    assert resolve_tracking_uri(None, tmp_path / "b") == "http://env:5000"
+    assert not (tmp_path / "b").exists()
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert resolve_tracking_uri(None, tmp_path / "c") == f"sqlite:///{(tmp_path / 'c').resolve()}/mlflow.db"
+    assert (tmp_path / "c").is_dir()
