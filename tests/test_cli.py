@@ -4,7 +4,6 @@ reports are never overwritten, and `--help` answers at once."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,27 +12,10 @@ from pathlib import Path
 import pytest
 
 from adaptive_lr.cli import main
+from store_support import seed_store, tracking_uri
 
 TINY = ["task=xor_clean", "trainer.max_epochs=2", "data.n_samples=80"]
 ENTRY_POINT = Path(sys.executable).with_name("adaptive-lr")
-
-
-def tracking_uri(home: Path) -> str:
-    """The store a run under ADAPTIVE_LR_HOME=home uses (as conftest's; importing `conftest` is ambiguous here,
-    tests/reporting has one too)."""
-    return f"sqlite:///{home.resolve()}/mlruns/mlflow.db"
-
-
-def seed_store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Copy an empty, migrated MLflow SQLite store into `home` (creating one runs ~6 s of schema migrations)."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
-    if not template.exists():
-        from mlflow.tracking import MlflowClient
-
-        template.parent.mkdir(exist_ok=True)
-        MlflowClient(f"sqlite:///{template}").search_experiments()
-    (home / "mlruns").mkdir(exist_ok=True)
-    shutil.copy(template, home / "mlruns" / "mlflow.db")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -13,26 +12,9 @@ import pytest
 from adaptive_lr import runner
 from adaptive_lr.config import ConfigError
 from adaptive_lr.experiment import load_grid, run_grid
+from store_support import seed_store, tracking_uri
 
 CELLS = {f"xor_clean/{s}/seed{seed}" for s in ("fixed", "heuristic") for seed in (0, 1)}
-
-
-def tracking_uri(home: Path) -> str:
-    """The store a run under ADAPTIVE_LR_HOME=home uses (as conftest's; importing `conftest` is ambiguous here,
-    tests/reporting has one too)."""
-    return f"sqlite:///{home.resolve()}/mlruns/mlflow.db"
-
-
-def seed_store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Copy an empty, migrated MLflow SQLite store into `home` (creating one runs ~6 s of schema migrations)."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
-    if not template.exists():
-        from mlflow.tracking import MlflowClient
-
-        template.parent.mkdir(exist_ok=True)
-        MlflowClient(f"sqlite:///{template}").search_experiments()
-    (home / "mlruns").mkdir(exist_ok=True)
-    shutil.copy(template, home / "mlruns" / "mlflow.db")
 
 
 @pytest.fixture

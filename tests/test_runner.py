@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from adaptive_lr.config import compose, to_container
 from adaptive_lr.runner import config_hash, run
+from store_support import seed_store, tracking_uri
 
 TINY = ["task=xor_clean", "trainer.max_epochs=2", "data.n_samples=80"]
 EPOCH_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "epoch_time_s", "epoch_lr")
 XOR_LR = 0.05  # configs/task/xor_clean.yaml
-
-
-def tracking_uri(home: Path) -> str:
-    """The store a run under ADAPTIVE_LR_HOME=home uses (as conftest's; importing `conftest` is ambiguous here,
-    tests/reporting has one too)."""
-    return f"sqlite:///{home.resolve()}/mlruns/mlflow.db"
-
-
-def seed_store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Copy an empty, migrated MLflow SQLite store into `home` (creating one runs ~6 s of schema migrations)."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
-    if not template.exists():
-        from mlflow.tracking import MlflowClient
-
-        template.parent.mkdir(exist_ok=True)
-        MlflowClient(f"sqlite:///{template}").search_experiments()
-    (home / "mlruns").mkdir(exist_ok=True)
-    shutil.copy(template, home / "mlruns" / "mlflow.db")
 
 
 @pytest.fixture
