@@ -45,12 +45,14 @@ experiment: $(STAMP)  ## run a grid: make experiment EXP=demo (finished cells ar
 report: $(STAMP)  ## write reports/<EXP>/<timestamp>/report.md from the logged runs: make report EXP=demo
 	$(BIN)/adaptive-lr report $(EXP)
 
-tensorboard: $(STAMP)  ## serve TensorBoard over runs/ on localhost
-	$(BIN)/tensorboard --logdir runs --host $(HOST) --port $(TB_PORT)
+HOME_DIR = $(or $(ADAPTIVE_LR_HOME),$(CURDIR))
 
-mlflow-ui: $(STAMP)  ## serve the MLflow UI over the project's store on localhost
-	mkdir -p mlruns
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host $(HOST) --port $(MLFLOW_PORT)
+tensorboard: $(STAMP)  ## serve TensorBoard over runs/ on localhost
+	$(BIN)/tensorboard --logdir $(HOME_DIR)/runs --host $(HOST) --port $(TB_PORT)
+
+mlflow-ui: $(STAMP)  ## serve the MLflow UI over the store ($$MLFLOW_TRACKING_URI or mlruns/mlflow.db) on localhost
+	mkdir -p $(HOME_DIR)/mlruns
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(HOME_DIR)/mlruns/mlflow.db} --host $(HOST) --port $(MLFLOW_PORT) --workers 1
 
 bench: $(STAMP)  ## measure samples/s: harness vs a plain PyTorch loop; writes benchmarks/results.{md,json}
 	$(BIN)/python benchmarks/throughput.py

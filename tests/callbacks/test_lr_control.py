@@ -6,6 +6,7 @@ Every fit is a 2-2-1 tanh net on 200 XOR points (120 train, batch 32: 4 steps pe
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,15 @@ class LRRecorder(Callback):
         self.step_lrs: list[float] = []
         self.logged_during_sanity: int | None = None
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int):
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ):
         self.step_lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_sanity_check_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.logged_during_sanity = sum(len(lg.records) for lg in trainer.loggers if isinstance(lg, RecordingLogger))
+        self.logged_during_sanity = sum(
+            len(lg.records) for lg in trainer.loggers if isinstance(lg, RecordingLogger)
+        )
 
     def epoch_lrs(self) -> list[float]:
         lrs = self.step_lrs[::STEPS_PER_EPOCH]
@@ -100,12 +105,20 @@ def task(lr: float = BASE_LR) -> ClassificationTask:
     )
 
 
-def fit(control: LRControl, max_epochs: int, *, extra: list[Callback] = (), logger: Logger | bool = False,
-        ckpt_path: str | None = None, seed: int = 0, lr: float = BASE_LR,
-        **trainer_kwargs: Any) -> tuple[L.Trainer, LRRecorder]:
+def fit(
+    control: LRControl,
+    max_epochs: int,
+    *,
+    extra: list[Callback] = (),
+    logger: Logger | bool = False,
+    ckpt_path: str | None = None,
+    seed: int = 0,
+    lr: float = BASE_LR,
+    **trainer_kwargs: Any,
+) -> tuple[L.Trainer, LRRecorder]:
     L.seed_everything(seed, verbose=False)
     recorder = LRRecorder()
-    kwargs = dict(enable_checkpointing=False, num_sanity_val_steps=0) | trainer_kwargs
+    kwargs = {"enable_checkpointing": False, "num_sanity_val_steps": 0} | trainer_kwargs
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=max_epochs,
@@ -144,7 +157,9 @@ def test_fixed_absolute_lr_overrides_the_optimizer_lr_from_the_first_step():
 @pytest.mark.parametrize("frequency", [1, 3])
 def test_step_interval_cosine_changes_the_lr_every_frequency_steps(frequency):
     t_max = 10
-    _, rec = fit(LRControl(Cosine(t_max=t_max, eta_min=0.0), interval="step", frequency=frequency), max_epochs=4)
+    _, rec = fit(
+        LRControl(Cosine(t_max=t_max, eta_min=0.0), interval="step", frequency=frequency), max_epochs=4
+    )
     n_steps = 4 * STEPS_PER_EPOCH
     assert len(rec.step_lrs) == n_steps
 
@@ -198,8 +213,9 @@ def test_lr_is_logged_every_log_every_n_steps_and_never_during_sanity_checking()
 
 def test_every_heuristic_decision_is_logged_with_its_action_code_and_factor():
     logger = RecordingLogger()
-    control = LRControl(Heuristic(monitor="val_loss", raise_threshold=0.01, up_factor=2.0, patience=1),
-                        log_every_n_steps=1000)
+    control = LRControl(
+        Heuristic(monitor="val_loss", raise_threshold=0.01, up_factor=2.0, patience=1), log_every_n_steps=1000
+    )
     decisions = DecisionRecorder(control)
     _, rec = fit(control, max_epochs=6, extra=[decisions], logger=logger, num_sanity_val_steps=2)
     assert rec.logged_during_sanity == 0
@@ -207,7 +223,7 @@ def test_every_heuristic_decision_is_logged_with_its_action_code_and_factor():
     assert logger.values_of("controller_action") == [float(ACTIONS[a]) for a in decisions.actions]
     assert logger.steps_of("controller_action") == [STEPS_PER_EPOCH * (e + 1) for e in range(6)]
     lrs = rec.epoch_lrs() + [decisions.states[-1]["lrs"][0]]
-    assert logger.values_of("controller_factor") == pytest.approx([b / a for a, b in zip(lrs, lrs[1:])])
+    assert logger.values_of("controller_factor") == pytest.approx([b / a for a, b in itertools.pairwise(lrs)])
     assert len(set(decisions.actions)) > 1  # the run exercised more than one kind of decision
     # lr: at train start and after every epoch decision (log_every_n_steps is never reached)
     assert logger.steps_of("lr") == [0] + [STEPS_PER_EPOCH * (e + 1) for e in range(6)]
@@ -215,12 +231,22 @@ def test_every_heuristic_decision_is_logged_with_its_action_code_and_factor():
 
 
 # -- 3) resume -----------------------------------------------------------------------------------------------------------
-RESUME_LR = 2.0  # large enough on this net that val_loss both falls fast and rises: raises, cuts and cooldowns
+RESUME_LR = (
+    2.0  # large enough on this net that val_loss both falls fast and rises: raises, cuts and cooldowns
+)
 
 
 def heuristic() -> Heuristic:
-    return Heuristic(monitor="val_loss", raise_threshold=0.02, up_factor=1.5, down_factor=0.5,
-                     plateau_threshold=0.005, patience=1, cooldown=1, max_lr=4.0)
+    return Heuristic(
+        monitor="val_loss",
+        raise_threshold=0.02,
+        up_factor=1.5,
+        down_factor=0.5,
+        plateau_threshold=0.005,
+        patience=1,
+        cooldown=1,
+        max_lr=4.0,
+    )
 
 
 @pytest.mark.parametrize("stop_after", [2, 5])
@@ -236,39 +262,64 @@ def test_resumed_heuristic_run_matches_an_uninterrupted_one(tmp_path: Path, stop
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_epochs=1, save_top_k=-1)
     first_control = LRControl(heuristic())
     first_decisions = DecisionRecorder(first_control)
-    _, first = fit(first_control, max_epochs=stop_after, extra=[first_decisions, ckpt], enable_checkpointing=True,
-                   lr=RESUME_LR)
+    _, first = fit(
+        first_control,
+        max_epochs=stop_after,
+        extra=[first_decisions, ckpt],
+        enable_checkpointing=True,
+        lr=RESUME_LR,
+    )
     assert first.epoch_lrs() == full_lrs[:stop_after]
 
     state = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert state["epoch"] == stop_after - 1
     saved = state["callbacks"][first_control.state_key]
-    assert saved == {"policy": first_control.policy.state_dict()} == {"policy": full_decisions.states[stop_after - 1]}
+    assert (
+        saved
+        == {"policy": first_control.policy.state_dict()}
+        == {"policy": full_decisions.states[stop_after - 1]}
+    )
 
     # fresh callback and policy: everything they know comes from the checkpoint; another global seed too, since the
     # weights come from the checkpoint and the batch order from (data seed, epoch)
     resumed_control = LRControl(heuristic())
     resumed_decisions = DecisionRecorder(resumed_control)
     ckpt2 = ModelCheckpoint(dirpath=tmp_path / "resumed", save_last=True)
-    resumed_trainer, resumed = fit(resumed_control, max_epochs=total, extra=[resumed_decisions, ckpt2],
-                                   enable_checkpointing=True, ckpt_path=str(tmp_path / "last.ckpt"), seed=123,
-                                   lr=RESUME_LR)
+    resumed_trainer, resumed = fit(
+        resumed_control,
+        max_epochs=total,
+        extra=[resumed_decisions, ckpt2],
+        enable_checkpointing=True,
+        ckpt_path=str(tmp_path / "last.ckpt"),
+        seed=123,
+        lr=RESUME_LR,
+    )
     assert first.epoch_lrs() + resumed.epoch_lrs() == full_lrs
     assert first_decisions.actions + resumed_decisions.actions == full_decisions.actions
     assert resumed_control.policy.state_dict() == control.policy.state_dict()
-    assert resumed_trainer.callback_metrics["val_loss"].item() == full_trainer.callback_metrics["val_loss"].item()
+    assert (
+        resumed_trainer.callback_metrics["val_loss"].item()
+        == full_trainer.callback_metrics["val_loss"].item()
+    )
 
 
-@pytest.mark.parametrize("make_policy", [lambda: StepDecay(step_size=3, gamma=0.5), lambda: Cosine(t_max=9)],
-                         ids=["step_decay", "cosine"])
+@pytest.mark.parametrize(
+    "make_policy",
+    [lambda: StepDecay(step_size=3, gamma=0.5), lambda: Cosine(t_max=9)],
+    ids=["step_decay", "cosine"],
+)
 def test_resumed_step_interval_schedule_continues_its_tick_count(tmp_path: Path, make_policy):
     total, stop_after = 4, 2
     control = LRControl(make_policy(), interval="step")
     _, full = fit(control, max_epochs=total)
 
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    _, first = fit(LRControl(make_policy(), interval="step"), max_epochs=stop_after, extra=[ckpt],
-                   enable_checkpointing=True)
+    _, first = fit(
+        LRControl(make_policy(), interval="step"),
+        max_epochs=stop_after,
+        extra=[ckpt],
+        enable_checkpointing=True,
+    )
     resumed_control = LRControl(make_policy(), interval="step")
     _, resumed = fit(resumed_control, max_epochs=total, ckpt_path=str(tmp_path / "last.ckpt"))
     assert first.step_lrs + resumed.step_lrs == full.step_lrs
@@ -287,7 +338,9 @@ def test_a_monitor_the_task_never_logs_fails_at_setup_naming_the_allowed_metrics
         def on_train_start(self, trainer, pl_module):  # pragma: no cover - must not be reached
             raise AssertionError("training started")
 
-    with pytest.raises(LRControlConfigError, match=r"'val_accuracy'.*allowed:.*'train_loss'.*'val_acc'.*'val_loss'"):
+    with pytest.raises(
+        LRControlConfigError, match=r"'val_accuracy'.*allowed:.*'train_loss'.*'val_acc'.*'val_loss'"
+    ):
         fit(LRControl(Heuristic(monitor="val_accuracy")), max_epochs=1, extra=[NoTraining()])
 
 
@@ -320,8 +373,15 @@ def test_a_policy_that_is_not_an_lr_policy_is_refused():
 @pytest.mark.parametrize("frequency", [1, 3])
 def test_step_interval_feedback_policy_decides_every_frequency_steps_on_the_step_loss(frequency):
     logger = RecordingLogger()
-    policy = Heuristic(monitor="train_loss_step", raise_threshold=0.01, up_factor=1.25, rise_tolerance=0.0,
-                       patience=1, cooldown=0, max_lr=5.0)
+    policy = Heuristic(
+        monitor="train_loss_step",
+        raise_threshold=0.01,
+        up_factor=1.25,
+        rise_tolerance=0.0,
+        patience=1,
+        cooldown=0,
+        max_lr=5.0,
+    )
     seen: list[tuple[int, float]] = []
 
     class StepLoss(Callback):  # the loss each optimizer step returned, by global step
@@ -361,14 +421,19 @@ def test_the_step_loss_is_not_offered_to_an_epoch_interval_policy():
     assert "'train_loss_step'" not in str(info.value).split("allowed:")[1]
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: a checkpoint written at validation end (Lightning does so "
-                   "with save_on_train_epoch_end=False or check_val_every_n_epoch>1) precedes LRControl's "
-                   "on_train_epoch_end decision, so the resumed run misses that epoch's decision")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: a checkpoint written at validation end (Lightning does so "
+    "with save_on_train_epoch_end=False or check_val_every_n_epoch>1) precedes LRControl's "
+    "on_train_epoch_end decision, so the resumed run misses that epoch's decision",
+)
 def test_resume_from_a_checkpoint_written_at_validation_end(tmp_path: Path):
     control = LRControl(heuristic())
     _, full = fit(control, max_epochs=6, lr=RESUME_LR)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_on_train_epoch_end=False)
-    _, first = fit(LRControl(heuristic()), max_epochs=3, extra=[ckpt], enable_checkpointing=True, lr=RESUME_LR)
+    _, first = fit(
+        LRControl(heuristic()), max_epochs=3, extra=[ckpt], enable_checkpointing=True, lr=RESUME_LR
+    )
     resumed_control = LRControl(heuristic())
     _, resumed = fit(resumed_control, max_epochs=6, ckpt_path=str(tmp_path / "last.ckpt"), lr=RESUME_LR)
     assert first.step_lrs + resumed.step_lrs == full.step_lrs

@@ -44,7 +44,7 @@ def digits() -> DigitsDataModule:
 
 
 def test_digits_split_sizes_scaling_and_shapes(digits):
-    (xtr, ytr), (xva, yva), (xte, yte) = digits.splits
+    (xtr, _), (xva, _), (xte, _) = digits.splits
     assert (len(xtr), len(xva), len(xte)) == (1079, 359, 359)  # 1797 cut 60/20/20
     assert digits.input_shape == (64,) and digits.num_outputs == 10
     for x, y in digits.splits:
@@ -128,7 +128,11 @@ def test_xor_splits_are_disjoint_sized_and_deterministic(variant):
     assert (len(xtr), len(xva), len(xte)) == (360, 120, 120)
     full, _ = make_xor(variant, 600, 0.25, 0.1, 1234)
     assert row_set(torch.cat([xtr, xva, xte])) == row_set(full)
-    assert not (row_set(xtr) & row_set(xva)) and not (row_set(xtr) & row_set(xte)) and not (row_set(xva) & row_set(xte))
+    assert (
+        not (row_set(xtr) & row_set(xva))
+        and not (row_set(xtr) & row_set(xte))
+        and not (row_set(xva) & row_set(xte))
+    )
     again = XORDataModule(variant=variant, n_samples=600, seed=42)
     for a, b in zip(dm.splits, again.splits, strict=True):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -56,7 +56,9 @@ def test_epoch_means_apply_the_reduction_to_the_sums():
     means.add(torch.tensor([4.0]), 2)  # sums: [8, 2]
     seen = []
 
-    def fake_all_reduce(sums: torch.Tensor) -> torch.Tensor:  # another rank contributed loss 1.0 over 6 samples
+    def fake_all_reduce(
+        sums: torch.Tensor,
+    ) -> torch.Tensor:  # another rank contributed loss 1.0 over 6 samples
         seen.append(sums.clone())
         return sums + torch.tensor([6.0, 6.0])
 
@@ -81,7 +83,9 @@ def by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Modu
 
 def test_binary_task_publishes_val_metrics_equal_to_a_computation_by_hand():
     L.seed_everything(0, verbose=False)
-    dm = XORDataModule(variant="noisy", n_samples=200, batch_size=16, eval_batch_size=7)  # 40 val: 5 batches of 7 + 5
+    dm = XORDataModule(
+        variant="noisy", n_samples=200, batch_size=16, eval_batch_size=7
+    )  # 40 val: 5 batches of 7 + 5
     task = ClassificationTask(MLP(2, [4], 1, "tanh"), SGD, nn.BCEWithLogitsLoss())
     assert task.binary
     t = trainer(max_epochs=2)
@@ -171,7 +175,9 @@ class NaNOnSteps(nn.Module):
         if self.training:
             if self.calls in self.nan_calls:
                 # torch.where routes a zero gradient to `out`, so the weights stay finite after the step
-                out = torch.where(torch.ones_like(out, dtype=torch.bool), torch.full_like(out, float("nan")), out)
+                out = torch.where(
+                    torch.ones_like(out, dtype=torch.bool), torch.full_like(out, float("nan")), out
+                )
             self.calls += 1
         return out
 
