@@ -24,7 +24,8 @@ class RunResult:
     status: str
     metrics: dict[str, float]
     seconds: float       # the whole run: setup, fit, test, tracking
-    fit_seconds: float   # trainer.fit alone (training + validation epochs)
+    fit_seconds: float   # trainer.fit: its setup plus the epochs
+    train_seconds: float  # the epochs alone (training, validation, callbacks), from train start to the last epoch
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -132,4 +133,5 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
             logger.finalize("success")
         tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None})
         run_id = tracked.run_id
-    return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0, fit_seconds)
+    return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0, fit_seconds,
+                     epoch_metrics.elapsed_s)

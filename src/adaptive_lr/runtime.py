@@ -23,5 +23,5 @@ def configure_runtime() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*log_every_n_steps.*", ".*LeafSpec.*", ".*does not have many workers.*",
-                    ".*litlogger.*", ".*GPU available.*"):
+                    ".*litlogger.*", ".*GPU available.*", ".*overridden `transfer_batch_to_device`.*"):
         warnings.filterwarnings("ignore", pattern)

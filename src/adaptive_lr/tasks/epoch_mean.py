@@ -14,18 +14,21 @@ class EpochMeans:
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
-        self._sums: torch.Tensor | None = None  # [sum of value * weight for each name..., total weight]
+        self._sums: torch.Tensor | None = None  # sum of value * weight for each name
+        self._weight = 0  # total weight, counted on the host (batch sizes are known there)
 
     def add(self, values: torch.Tensor, weight: int) -> None:
         """`values`: 1-D tensor aligned with `names` (batch means); `weight`: the batch size."""
-        row = torch.cat([values.detach().float() * weight, values.new_tensor([weight], dtype=torch.float32)])
         if self._sums is None:
-            self._sums = torch.zeros_like(row)
-        self._sums += row
+            self._sums = torch.zeros(len(self.names), dtype=torch.float32, device=values.device)
+        self._sums.add_(values.detach(), alpha=weight)
+        self._weight += weight
 
     def compute(self, reduce=None) -> dict[str, torch.Tensor]:
         if self._sums is None:
             return {}
-        sums = reduce(self._sums) if reduce is not None else self._sums  # the one sync point of the epoch
-        self._sums = None
+        sums = torch.cat([self._sums, self._sums.new_tensor([self._weight])])
+        if reduce is not None:
+            sums = reduce(sums)  # the one cross-rank sync of the epoch: sums and weights together
+        self._sums, self._weight = None, 0
         return {name: sums[i] / sums[-1] for i, name in enumerate(self.names)}

@@ -27,10 +27,21 @@ class EpochMetrics(Callback):
         self.stop_on_nonfinite = stop_on_nonfinite
         self.diverged_epoch: int | None = None
         self._t0 = 0.0
+        self._t_end: float | None = None
         self._elapsed_before = 0.0  # wall-clock of epochs run before a resume
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._t0 = time.perf_counter()
+        self._t0, self._t_end = time.perf_counter(), None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t_end = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        """Wall-clock seconds of training (all epochs, validation and callbacks included), up to train end."""
+        if not self._t0:
+            return self._elapsed_before
+        return self._elapsed_before + (self._t_end or time.perf_counter()) - self._t0
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -43,7 +54,7 @@ class EpochMetrics(Callback):
                 value = value.item()  # sync point: once per epoch
             if value is not None:
                 record[name] = float(value)
-        record["epoch_time_s"] = self._elapsed_before + time.perf_counter() - self._t0
+        record["epoch_time_s"] = self.elapsed_s
         record["epoch_lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         epoch = trainer.current_epoch + 1
         if not math.isfinite(record.get("train_loss", 0.0)) and self.diverged_epoch is None:
@@ -55,8 +66,7 @@ class EpochMetrics(Callback):
             logger.log_metrics(record, step=epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        elapsed = self._elapsed_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
-        return {"elapsed_s": elapsed, "diverged_epoch": self.diverged_epoch}
+        return {"elapsed_s": self.elapsed_s, "diverged_epoch": self.diverged_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._elapsed_before = float(state_dict["elapsed_s"])
