@@ -133,3 +133,24 @@ def test_crash_mid_run_is_failed_and_left_out_of_reports(home, client, monkeypat
     assert failed.info.run_id in failed_section and "boom in epoch 2" in failed_section
     summary = (report.parent / "summary.csv").read_text().splitlines()
     assert len(summary) == 2 and ",fixed," in summary[1] and "heuristic" not in "".join(summary)
+
+
+
+def test_nonfinite_loss_is_recorded_and_stops_the_run_as_diverged(home, client):
+    from adaptive_lr.reporting import write_report
+
+    # plain SGD at an absurd LR blows the digits MLP up to NaN within the first epoch
+    cfg = compose(["task=digits", "optimizer=sgd", "lr=1e12", "trainer.max_epochs=4", "experiment=unit"])
+    result = run(cfg)
+
+    r = client.get_run(result.run_id)
+    assert r.info.status == "FINISHED"  # a diverged run is a result, not a crash
+    assert r.data.tags["diverged"] == "True" and r.data.tags["epochs_trained"] == "1"
+    assert history(client, result.run_id, "diverged_epoch") == [(1, 1.0)]
+    [(step, nonfinite)] = history(client, result.run_id, "nonfinite_steps")
+    assert step == 1 and nonfinite >= 1
+    [(_, train_loss)] = history(client, result.run_id, "train_loss")
+    assert train_loss != train_loss  # NaN is logged as NaN, not dropped
+
+    summary = (write_report("unit", tracking_uri(home), home / "reports").parent / "summary.csv").read_text()
+    assert summary.splitlines()[1].split(",")[-1] == "1"  # n_diverged
