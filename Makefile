@@ -15,7 +15,7 @@ TB_PORT ?= 6006
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-slow experiment report tensorboard mlflow-ui bench lint clean-runs
+.PHONY: help setup demo test test-slow experiment report tensorboard mlflow-ui bench lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ tensorboard: $(STAMP)  ## serve TensorBoard over runs/ on localhost
 mlflow-ui: $(STAMP)  ## serve the MLflow UI over the store ($$MLFLOW_TRACKING_URI or mlruns/mlflow.db) on localhost
 	mkdir -p $(HOME_DIR)/mlruns
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(HOME_DIR)/mlruns/mlflow.db} --host $(HOST) --port $(MLFLOW_PORT) --workers 1
+
+lint: $(STAMP)  ## ruff over src, tests and benchmarks
+	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)  ## measure samples/s: harness vs a plain PyTorch loop; writes benchmarks/results.{md,json}
 	$(BIN)/python benchmarks/throughput.py

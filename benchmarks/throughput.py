@@ -11,19 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from adaptive_lr.config import compose
+from adaptive_lr.runner import build, run
+from adaptive_lr.runtime import configure_runtime
 
-from adaptive_lr.config import compose  # noqa: E402
-from adaptive_lr.runner import build, run  # noqa: E402
-from adaptive_lr.runtime import configure_runtime  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # task config, epochs, harness/plain target ratio
 CASES = [

@@ -14,7 +14,7 @@ TICKS = 100
 
 def _optimizer() -> torch.optim.Optimizer:
     params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))]
-    return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, BASE_LRS)], momentum=0.9)
+    return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, BASE_LRS, strict=True)], momentum=0.9)
 
 
 def torch_lrs(make_scheduler, ticks: int = TICKS) -> torch.Tensor:

@@ -64,7 +64,7 @@ class ClassificationTask(L.LightningModule):
     def _publish(self, stage: str) -> None:
         reduce = None
         if self.trainer.world_size > 1:
-            reduce = lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")  # noqa: E731
+            reduce = lambda t: self.trainer.strategy.reduce(t, reduce_op="sum")
         for name, value in self._means[stage].compute(reduce).items():
             self.log(f"{stage}_{name}", value, logger=False)
 
