@@ -108,7 +108,7 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
             loggers.append(LeanTensorBoardLogger(str(run_dir / "tensorboard")))
         epoch_metrics = EpochMetrics(stop_on_nonfinite=cfg.stop_on_nonfinite)
         callbacks = [
-            epoch_metrics,  # before LRControl: epoch_lr is the LR the epoch trained with
+            epoch_metrics,
             LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
                       log_every_n_steps=cfg.logger.log_every_n_steps),
         ]

@@ -276,8 +276,8 @@ def test_resumed_heuristic_run_matches_an_uninterrupted_one(tmp_path: Path, stop
     saved = state["callbacks"][first_control.state_key]
     assert (
         saved
-        == {"policy": first_control.policy.state_dict()}
-        == {"policy": full_decisions.states[stop_after - 1]}
+        == {"policy": first_control.policy.state_dict(), "decided_epoch": stop_after}
+        == {"policy": full_decisions.states[stop_after - 1], "decided_epoch": stop_after}
     )
 
     # fresh callback and policy: everything they know comes from the checkpoint; another global seed too, since the
@@ -421,12 +421,6 @@ def test_the_step_loss_is_not_offered_to_an_epoch_interval_policy():
     assert "'train_loss_step'" not in str(info.value).split("allowed:")[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation: a checkpoint written at validation end (Lightning does so "
-    "with save_on_train_epoch_end=False or check_val_every_n_epoch>1) precedes LRControl's "
-    "on_train_epoch_end decision, so the resumed run misses that epoch's decision",
-)
 def test_resume_from_a_checkpoint_written_at_validation_end(tmp_path: Path):
     control = LRControl(heuristic())
     _, full = fit(control, max_epochs=6, lr=RESUME_LR)

@@ -27,7 +27,8 @@ class LRControl(Callback):
     - At train start the policy is reset from the optimizer's LRs (or, on resume, its restored LRs are re-applied).
     - At each decision point it builds an `Observation` from `trainer.callback_metrics` (only if the policy watches
       a metric: open-loop schedules never trigger a host sync), asks the policy for new LRs and writes them into
-      every param group.
+      every param group. Epoch decisions happen at the end of the epoch's final validation (so a checkpoint
+      written at validation end already holds them), or at train-epoch end for epochs without validation.
     - Under DDP the watched metrics are already reduced across ranks (the task logs them with `sync_dist=True`),
       and the policy is deterministic given its observations and state, so every rank applies the same LR.
     - It logs `lr` (and `lr/pg{i}` for further groups) every `log_every_n_steps` steps, and every controller
@@ -54,6 +55,7 @@ class LRControl(Callback):
         self.policy, self.interval, self.frequency = policy, interval, frequency
         self.log_every_n_steps = log_every_n_steps
         self._restored = False
+        self._decided_epoch = 0  # last epoch (1-based) whose decision was made, so no epoch decides twice
 
     @property
     def state_key(self) -> str:
@@ -100,12 +102,27 @@ class LRControl(Callback):
         if step % self.log_every_n_steps == 0:
             self._log_lr(trainer)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # An epoch-end validation: decide here, before a checkpoint written at validation end (ModelCheckpoint
+        # always runs after other callbacks), so such a checkpoint already holds this epoch's decision.
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and self._epoch_finished(trainer):
+            self._decide_epoch(trainer)
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # runs after the epoch's validation loop, so val metrics of this epoch are in callback_metrics
-        if self.interval == "epoch" and (trainer.current_epoch + 1) % self.frequency == 0:
-            metrics = self._metrics(trainer) if self.policy.needs_metrics else {}
-            self._decide(trainer, Observation(step=trainer.global_step, epoch=trainer.current_epoch + 1,
-                                              metrics=metrics))
+        self._decide_epoch(trainer)  # epochs without validation decide here; no-op if validation already did
+
+    def _decide_epoch(self, trainer: L.Trainer) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.interval != "epoch" or epoch % self.frequency != 0 or self._decided_epoch == epoch:
+            return
+        self._decided_epoch = epoch
+        metrics = self._metrics(trainer) if self.policy.needs_metrics else {}
+        self._decide(trainer, Observation(step=trainer.global_step, epoch=epoch, metrics=metrics))
+
+    @staticmethod
+    def _epoch_finished(trainer: L.Trainer) -> bool:
+        """True at the validation that follows an epoch's last training batch (not a mid-epoch one)."""
+        return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
     # -- helpers -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -151,8 +168,9 @@ class LRControl(Callback):
 
     # -- persistence ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict()}
+        return {"policy": self.policy.state_dict(), "decided_epoch": self._decided_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.policy.load_state_dict(state_dict["policy"])
+        self._decided_epoch = int(state_dict.get("decided_epoch", 0))
         self._restored = True

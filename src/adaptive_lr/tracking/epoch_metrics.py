@@ -15,11 +15,10 @@ class EpochMetrics(Callback):
     """At the end of every training epoch (after its validation) logs, with step = epoch number (1-based):
     every metric the task logged (`train_loss`, `val_loss`, `train_<metric>`, `val_<metric>`, `nonfinite_steps`),
     `epoch_time_s` (wall-clock seconds since training started, controller overhead included) and `epoch_lr`
-    (the LR of param group 0 used during the epoch).
+    (the LR of param group 0 when the epoch started, i.e. before that epoch's controller decision).
 
     This is the one host sync of the epoch. A non-finite training loss is recorded, never dropped: the epoch's
     `nonfinite_steps` is logged and, with `stop_on_nonfinite`, training stops and `diverged_epoch` is set.
-    Place it before `LRControl` in the callback list so `epoch_lr` is the LR before the epoch's decision.
     """
 
     def __init__(self, stop_on_nonfinite: bool = True) -> None:
@@ -28,10 +27,14 @@ class EpochMetrics(Callback):
         self.diverged_epoch: int | None = None
         self._t0 = 0.0
         self._t_end: float | None = None
+        self._epoch_lr = float("nan")
         self._elapsed_before = 0.0  # wall-clock of epochs run before a resume
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._t_end = time.perf_counter(), None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t_end = time.perf_counter()
@@ -55,7 +58,7 @@ class EpochMetrics(Callback):
             if value is not None:
                 record[name] = float(value)
         record["epoch_time_s"] = self.elapsed_s
-        record["epoch_lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        record["epoch_lr"] = self._epoch_lr
         epoch = trainer.current_epoch + 1
         if not math.isfinite(record.get("train_loss", 0.0)) and self.diverged_epoch is None:
             self.diverged_epoch = epoch
