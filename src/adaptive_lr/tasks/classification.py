@@ -33,6 +33,7 @@ class ClassificationTask(L.LightningModule):
         self.optimizer_factory = optimizer
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
         self.binary = isinstance(self.loss_fn, (nn.BCEWithLogitsLoss, nn.BCELoss))
+        self.automatic_optimization = False  # see training_step
         self.register_buffer("nonfinite_steps", torch.zeros((), dtype=torch.long), persistent=True)
         names = ("loss", self.metric)
         self._means = {stage: EpochMeans(names) for stage in ("train", "val", "test")}
@@ -80,9 +81,17 @@ class ClassificationTask(L.LightningModule):
         self._publish("test")
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        # Manual optimization: the same zero_grad/backward/step as Lightning's automatic loop, through the
+        # LightningOptimizer (precision scaling and DDP sync intact), minus its per-step closure and hook chain,
+        # which measured ~0.15 ms of a ~2 ms MNIST-MLP step here (`make bench`). Consequence: Trainer's
+        # gradient_clip_val and accumulate_grad_batches do not apply to this task.
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
         loss = self._shared_step(batch, "train")
+        self.manual_backward(loss)
+        optimizer.step()
         self.nonfinite_steps += (~torch.isfinite(loss.detach())).long()  # device-side count, read once per epoch
-        return loss
+        return loss.detach()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "val")
