@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # task config, epochs, harness/plain target ratio
 CASES = [
-    ("synthetic_mnist", 4, 0.8, "MNIST-shaped MLP 784-128-64-10, dropout 0.5, batch 64 (synthetic data)"),
+    ("synthetic_mnist", 2, 0.8, "MNIST-shaped MLP 784-128-64-10, dropout 0.5, batch 64 (synthetic, 60k train / 10k val)"),
     ("digits", 20, 0.8, "digits MLP 64-64-10, batch 64"),
     ("synthetic_cifar", 2, 0.95, "small CNN on CIFAR-shaped tensors, batch 64 (synthetic data)"),
 ]
