@@ -50,6 +50,7 @@ def _instantiate(node: Any, what: str, **kwargs: Any) -> Any:
 
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Datamodule, task module and LR policy for `cfg`; raises ConfigError before anything is trained."""
+    from adaptive_lr.callbacks import LRControl
     from adaptive_lr.schedulers import Warmup
 
     datamodule = _instantiate(cfg.data, "data")
@@ -62,13 +63,12 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     policy = _instantiate(cfg.scheduler.policy, "scheduler.policy")
     if cfg.scheduler.warmup.ticks > 0:
         policy = Warmup(policy, warmup=cfg.scheduler.warmup.ticks, start_factor=cfg.scheduler.warmup.start_factor)
-    if policy.monitor is not None and policy.monitor not in module.logged_metrics:
-        allowed = sorted(module.logged_metrics) + (["train_loss_step"] if cfg.scheduler.interval == "step" else [])
-        if policy.monitor not in allowed:
-            raise ConfigError(
-                f"scheduler.policy.monitor={policy.monitor!r} is never logged by task {cfg.task.name!r}; "
-                f"allowed: {', '.join(allowed)}"
-            )
+    allowed = LRControl.monitorable(module.logged_metrics, cfg.scheduler.interval)
+    if policy.monitor is not None and policy.monitor not in allowed:
+        raise ConfigError(
+            f"scheduler.policy.monitor={policy.monitor!r} is never logged by task {cfg.task.name!r}; "
+            f"allowed: {', '.join(allowed)}"
+        )
     return {"datamodule": datamodule, "module": module, "policy": policy}
 
 

@@ -61,17 +61,23 @@ class LRControl(Callback):
     def state_key(self) -> str:
         return self._generate_state_key(policy=type(self.policy).__name__, interval=self.interval)
 
+    @staticmethod
+    def monitorable(logged: tuple[str, ...], interval: str) -> list[str]:
+        """Metrics a policy may watch: what the task logs, plus the step loss this callback adds on step decisions."""
+        return sorted((*logged, "train_loss_step") if interval == "step" else logged)
+
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit" or self.policy.monitor is None:
             return
         logged = getattr(pl_module, "logged_metrics", None)
-        if logged is not None and self.interval == "step":
-            logged = (*logged, "train_loss_step")  # this callback adds the step loss to every step decision
-        if logged is not None and self.policy.monitor not in logged:
+        if logged is None:
+            return
+        allowed = self.monitorable(logged, self.interval)
+        if self.policy.monitor not in allowed:
             raise LRControlConfigError(
                 f"scheduler.monitor={self.policy.monitor!r} is never logged by {type(pl_module).__name__}; "
-                f"allowed: {sorted(logged)}"
+                f"allowed: {allowed}"
             )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

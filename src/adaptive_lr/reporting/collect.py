@@ -18,9 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from adaptive_lr.schedulers.base import ACTIONS as POLICY_ACTIONS
+
 FINISHED = "FINISHED"
 EPOCH_METRICS = ("train_loss", "val_loss", "epoch_time_s", "epoch_lr")  # plus train_<metric>, val_<metric>
-ACTIONS = {0: "hold", 1: "raise", 2: "cut_rise", 3: "cut_plateau", 4: "cut_nonfinite", 5: "cooldown"}
+# code -> name, inverted from the one table the controllers log with (so a new action is never "unknown" here)
+ACTIONS = {code: name for name, code in POLICY_ACTIONS.items()}
 _PAGE_SIZE = 1000
 
 RUN_COLUMNS = [
