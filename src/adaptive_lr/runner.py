@@ -33,6 +33,8 @@ def config_hash(cfg: DictConfig) -> str:
     data = to_container(cfg)
     for key in ("paths", "experiment", "logger", "data_dir"):
         data.pop(key, None)
+    for key in ("data_dir", "cache_dir"):  # where the data lives does not change what a run computes
+        data.get("data", {}).pop(key, None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -31,6 +31,12 @@ ACTIONS: dict[str, int] = {
     "cut_plateau": 3,  # no real improvement for `patience` ticks: cut the LR
     "cut_nonfinite": 4,  # NaN/inf observed: cut the LR
     "cooldown": 5,  # waiting after a cut before judging again: no change
+    "scale_down": 6,  # a learned controller chose a multiplier < 1
+    "scale_up": 7,  # a learned controller chose a multiplier > 1
+    "keep": 8,  # a learned controller chose the multiplier 1
+    "hypergradient": 9,  # the LR moved along its hypergradient
+    "line_search": 10,  # the LR was set to the best of the probed candidates
+    "human": 11,  # a person set the LR by hand (live control)
 }
 
 

@@ -1,0 +1,102 @@
+"""Where a dataset's files come from and where its decoded tensors are cached.
+
+Every real-data DataModule resolves its files the same way:
+  1. the data directory (`data_dir` argument / config key, else `$ADAPTIVE_LR_DATA_DIR`), which may be read-only
+     and laid out like `../shared/datasets` (`<data_dir>/<dataset>/<files>`);
+  2. the download path its library offers (torchvision, Hugging Face), into the writable cache;
+  3. else `DataNotFoundError`: one message naming the dataset, every folder searched and the files expected.
+
+Decoded tensors are written once to the cache folder (`cache_dir` argument, else `$ADAPTIVE_LR_CACHE_DIR`, else
+`$ADAPTIVE_LR_HOME/.cache/adaptive-lr`, else `./.cache/adaptive-lr`), never into the data directory, under a key
+that includes the source files' sizes and mtimes, so a changed source is decoded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+ENV_DATA_DIR = "ADAPTIVE_LR_DATA_DIR"
+ENV_CACHE_DIR = "ADAPTIVE_LR_CACHE_DIR"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset is neither in the data directory nor downloadable; the message says what to put where."""
+
+
+def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configured local data directory, or None."""
+    value = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
+    return Path(value).expanduser() if value is not None else None
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The writable cache folder for decoded tensors and downloads (created on first use)."""
+    if cache_dir not in (None, ""):
+        root = Path(cache_dir)  # type: ignore[arg-type]
+    elif os.environ.get(ENV_CACHE_DIR):
+        root = Path(os.environ[ENV_CACHE_DIR])
+    else:
+        root = Path(os.environ.get("ADAPTIVE_LR_HOME") or ".") / ".cache" / "adaptive-lr"
+    root = root.expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def candidate_dirs(dataset: str, data_dir: str | os.PathLike[str] | None, *names: str) -> list[Path]:
+    """Folders that may hold `dataset`: `<root>/<name>` for each name (default: the dataset's name), then `<root>`."""
+    root = data_root(data_dir)
+    if root is None:
+        return []
+    return [root / n for n in (names or (dataset,))] + [root]
+
+
+def find_dir(dataset: str, candidates: Iterable[Path], expected: Sequence[str]) -> Path | None:
+    """The first candidate folder holding every one of `expected` (relative paths), or None."""
+    for folder in candidates:
+        if all((folder / name).exists() for name in expected):
+            return folder
+    return None
+
+
+def not_found(dataset: str, searched: Iterable[Path], expected: Sequence[str], hint: str = "") -> DataNotFoundError:
+    """The error every loader raises when its data is missing (not local and not downloadable)."""
+    searched = list(searched)
+    where = ", ".join(str(p) for p in searched) if searched else f"(no data directory: set {ENV_DATA_DIR} or data_dir)"
+    msg = f"{dataset}: data not found. Searched: {where}. Expected files: {', '.join(expected)}."
+    if hint:
+        msg += f" {hint}"
+    return DataNotFoundError(msg)
+
+
+def source_key(*parts: object, files: Iterable[Path] = ()) -> str:
+    """A short cache key from settings and the identity (path, size, mtime) of the source files."""
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(repr(p).encode())
+    for f in files:
+        st = Path(f).stat()
+        h.update(f"{Path(f).resolve()}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def cached(path: Path, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Load `path` if it exists, else build the tensors, write them atomically (temp file + rename), return them."""
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    tensors = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(tensors, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return tensors
