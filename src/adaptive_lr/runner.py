@@ -101,6 +101,9 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         "adaptive": str(bool(cfg.scheduler.adaptive)).lower(), "config_hash": config_hash(cfg),
         **(tags or {}),
     }
+    warm_start = cfg.scheduler.policy.get("warm_start")
+    if warm_start:  # a learned controller started from another run's policy: reports mark such runs
+        tags["warm_start"] = warm_start
     t0 = time.perf_counter()
     with TrackedRun(tracking_uri, cfg.experiment, run_name, tags, to_container(cfg), run_dir,
                     Path(paths.mlruns) / "artifacts") as tracked:
@@ -134,6 +137,11 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
             logger.log_metrics(final, step=epochs)
             logger.finalize("success")
         tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None})
+        learner = getattr(policy, "policy", policy)  # Warmup wraps the configured policy
+        if hasattr(learner, "save_learned"):  # a learning controller: keep what it learned, for warm starts
+            learned = run_dir / "policy_learned.pt"
+            learner.save_learned(learned)
+            tracked.add_artifact(learned)
         run_id = tracked.run_id
     return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0, fit_seconds,
                      epoch_metrics.elapsed_s)

@@ -23,5 +23,7 @@ def configure_runtime() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*log_every_n_steps.*", ".*LeafSpec.*", ".*does not have many workers.*",
-                    ".*litlogger.*", ".*GPU available.*", ".*overridden `transfer_batch_to_device`.*"):
+                    ".*litlogger.*", ".*GPU available.*", ".*overridden `transfer_batch_to_device`.*",
+                    # tasks reduce their epoch sums across ranks themselves (tasks/epoch_mean.py), once per epoch
+                    ".*when logging on epoch level in distributed setting.*"):
         warnings.filterwarnings("ignore", pattern)

@@ -80,8 +80,8 @@ def log_run(
             metrics.append(Metric(name, value, ts + epoch, epoch))
         for step in range((epoch - 1) * spe + 1, epoch * spe + 1, 2):  # `lr` every 2 optimizer steps
             metrics.append(Metric("lr", lr, ts + step, step))
-    if adaptive:  # controller decisions; 9 is not in the action table
-        for step, code, factor in [(spe, 0, 1.0), (2 * spe, 3, 0.5), (3 * spe, 9, 1.0)]:
+    if adaptive:  # controller decisions; 99 is not in the action table
+        for step, code, factor in [(spe, 0, 1.0), (2 * spe, 3, 0.5), (3 * spe, 99, 1.0)]:
             metrics += [
                 Metric("controller_action", code, ts, step),
                 Metric("controller_factor", factor, ts, step),

@@ -41,7 +41,7 @@ def test_unknown_controller_action_codes_are_named_not_fatal():
     assert [action_name(c) for c in (0, 1, 2, 3, 4, 5)] == [
         "hold", "raise", "cut_rise", "cut_plateau", "cut_nonfinite", "cooldown",
     ]  # fmt: skip
-    assert action_name(9) == "unknown(9)"
+    assert action_name(99) == "unknown(99)"
     assert action_name(math.nan) == "unknown(nan)"
 
 
@@ -69,3 +69,21 @@ def test_best_scheduler_and_adaptive_comparison_are_mode_aware():
 def test_ties_do_not_count_as_beating():
     frame = summary([("t", "a", False, "max", 0.5, 3), ("t", "b", True, "max", 0.5, 3)])
     assert not compare_adaptive(frame)["beats"].iloc[0]
+
+
+def test_run_rows_label_warm_started_controllers_and_read_the_task_baseline():
+    from types import SimpleNamespace
+
+    from adaptive_lr.reporting.collect import _run_row
+
+    def fake(tags, metrics):
+        return SimpleNamespace(info=SimpleNamespace(run_id="r", run_name="n", status="FINISHED"),
+                               data=SimpleNamespace(tags=tags, metrics=metrics))
+
+    tags = {"task": "electricity", "scheduler": "rl_bandit", "metric": "mse", "metric_mode": "min"}
+    cold = _run_row(fake(tags, {"test_mse": 0.2, "test_naive_mse": 0.5}))
+    assert cold["scheduler"] == "rl_bandit" and cold["warm_start"] == ""
+    assert (cold["test_metric"], cold["test_baseline"]) == (0.2, 0.5)
+    warm = _run_row(fake({**tags, "warm_start": "/runs/a/policy_learned.pt"}, {"test_mse": 0.2}))
+    assert warm["scheduler"] == "rl_bandit +warm" and warm["warm_start"] == "/runs/a/policy_learned.pt"
+    assert math.isnan(warm["test_baseline"])  # the task logged no baseline

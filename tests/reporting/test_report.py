@@ -11,7 +11,7 @@ NOW = datetime(2025, 1, 2, 3, 4, 5)
 COLUMNS = [
     "task", "scheduler", "adaptive", "metric", "mode", "final_mean", "final_std", "best_mean",
     "epochs_to_threshold_mean", "reached", "generalization_gap", "stability", "test_mean",
-    "n_seeds", "n_diverged",
+    "test_baseline_mean", "n_seeds", "n_diverged",
 ]  # fmt: skip
 NAN = math.nan
 # Hand-computed from the curves in conftest.py (std = sample std over the 3 seeds).
@@ -108,7 +108,7 @@ def test_load_runs_pages_through_search_and_decodes_histories(store, monkeypatch
         "task == 'digits' and scheduler == 'heuristic' and seed == 0"
     ).run_id.iloc[0]
     actions = data.actions[data.actions["run_id"] == heuristic]
-    assert list(actions["action"]) == ["hold", "cut_plateau", "unknown(9)"]
+    assert list(actions["action"]) == ["hold", "cut_plateau", "unknown(99)"]
     assert list(actions["factor"]) == [1.0, 0.5, 1.0]
     lr = data.lr[data.lr["run_id"] == heuristic]
     assert list(lr["step"]) == list(range(1, 21, 2))

@@ -28,7 +28,7 @@ _PAGE_SIZE = 1000
 
 RUN_COLUMNS = [
     "run_id", "run_name", "status", "task", "scheduler", "seed", "adaptive", "metric", "mode", "threshold",
-    "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "error", "run_dir",
+    "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "test_baseline", "warm_start", "error", "run_dir",
 ]  # fmt: skip
 
 
@@ -144,7 +144,8 @@ def _run_row(run: Any) -> dict[str, Any]:
         "run_name": run.info.run_name or "",
         "status": run.info.status,
         "task": tags.get("task", ""),
-        "scheduler": tags.get("scheduler", ""),
+        # a learned controller warm-started from another run's policy is a different treatment: label it apart
+        "scheduler": tags.get("scheduler", "") + (" +warm" if tags.get("warm_start") else ""),
         "seed": _number(tags.get("seed"), int),
         "adaptive": tags.get("adaptive", "").strip().lower() == "true",
         "metric": metric,
@@ -154,6 +155,9 @@ def _run_row(run: Any) -> dict[str, Any]:
         "steps_per_epoch": _number(tags.get("steps_per_epoch"), int),
         "test_loss": values.get("test_loss", math.nan),
         "test_metric": values.get(f"test_{metric}", math.nan),
+        # a task's reference forecast on the same test targets (e.g. seasonal naive), when the task logs one
+        "test_baseline": values.get(f"test_naive_{metric}", math.nan),
+        "warm_start": tags.get("warm_start", ""),
         "error": tags.get("error", ""),
         "run_dir": tags.get("run_dir", ""),
     }

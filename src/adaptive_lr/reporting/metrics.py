@@ -30,13 +30,13 @@ MODES = ("max", "min")
 SUMMARY_COLUMNS = [
     "task", "scheduler", "adaptive", "metric", "mode", "final_mean", "final_std", "best_mean",
     "epochs_to_threshold_mean", "reached", "generalization_gap", "stability", "test_mean",
-    "n_seeds", "n_diverged",
+    "test_baseline_mean", "n_seeds", "n_diverged",
 ]  # fmt: skip
 
 
 PER_RUN_COLUMNS = [
     "task", "scheduler", "seed", "adaptive", "metric", "mode", "final", "best", "epochs_to_threshold",
-    "reached", "gap", "stability", "test", "diverged", "run_id",
+    "reached", "gap", "stability", "test", "test_baseline", "diverged", "run_id",
 ]  # fmt: skip
 
 
@@ -96,6 +96,7 @@ def per_run_metrics(data: RunData) -> pd.DataFrame:
             "gap": final_value(train) - final_value(val),
             "stability": stability(curves.get("val_loss", empty)),
             "test": run.test_metric,
+            "test_baseline": run.test_baseline,
             "diverged": any(not np.isfinite(c.to_numpy()).all() for c in curves.values()),
             "run_id": run.run_id,
         })  # fmt: skip
@@ -124,6 +125,7 @@ def aggregate(per_run: pd.DataFrame) -> pd.DataFrame:
         generalization_gap=("gap", mean),
         stability=("stability", mean),
         test_mean=("test", mean),
+        test_baseline_mean=("test_baseline", mean),
         n_seeds=("run_id", "size"),
         n_diverged=("diverged", "sum"),
     ).reset_index()

@@ -29,6 +29,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from adaptive_lr.reporting.collect import RunData, load_runs
@@ -160,10 +161,13 @@ def _task_summary(task: str, rows: pd.DataFrame, best: str | None, comparisons: 
 
 
 def _table(rows: pd.DataFrame) -> list[str]:
-    lines = _row(TABLE_HEADER) + _row(["---"] + ["---:"] * (len(TABLE_HEADER) - 1))
+    # tasks that log a reference forecast on the test targets (test_naive_<metric>) show it beside each result
+    baseline = bool(np.isfinite(rows["test_baseline_mean"].to_numpy(dtype=float)).any())
+    header = [*TABLE_HEADER[:-1], "test naive baseline", TABLE_HEADER[-1]] if baseline else TABLE_HEADER
+    lines = _row(header) + _row(["---"] + ["---:"] * (len(header) - 1))
     for r in rows.itertuples(index=False):
         seeds = f"{r.n_seeds}" + (f" ({r.n_diverged} diverged)" if r.n_diverged else "")
-        lines += _row([
+        cells = [
             f"{r.scheduler} (adaptive)" if r.adaptive else r.scheduler,
             f"{_fmt(r.final_mean)} ± {_fmt(r.final_std)}",
             _fmt(r.best_mean),
@@ -171,8 +175,10 @@ def _table(rows: pd.DataFrame) -> list[str]:
             _fmt(r.generalization_gap, signed=True),
             _fmt(r.stability),
             _fmt(r.test_mean),
+            *([_fmt(r.test_baseline_mean)] if baseline else []),
             seeds,
-        ])  # fmt: skip
+        ]  # fmt: skip
+        lines += _row(cells)
     return lines
 
 

@@ -72,6 +72,7 @@ class TrackedRun:
         self.config, self.run_dir, self.artifact_root = config, run_dir, artifact_root
         self.client = MlflowClient(tracking_uri)
         self.run_id = ""
+        self.artifacts: list[Path] = [run_dir / "config.json", run_dir / "git_commit.txt"]
 
     def __enter__(self) -> TrackedRun:
         from mlflow.entities import Param, RunTag
@@ -90,9 +91,13 @@ class TrackedRun:
         self.client.log_batch(self.run_id, tags=[RunTag("mlflow.source.git.commit", commit)])
         return self
 
+    def add_artifact(self, path: Path) -> None:
+        """A file to attach to the MLflow run when it finishes (with the config and commit)."""
+        self.artifacts.append(path)
+
     def log_artifacts(self) -> None:
-        for name in ("config.json", "git_commit.txt"):
-            self.client.log_artifact(self.run_id, str(self.run_dir / name))
+        for path in self.artifacts:
+            self.client.log_artifact(self.run_id, str(path))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for k, v in tags.items():
