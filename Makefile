@@ -57,5 +57,7 @@ mlflow-ui: $(STAMP)  ## serve the MLflow UI over the store ($$MLFLOW_TRACKING_UR
 lint: $(STAMP)  ## ruff over src, tests and benchmarks
 	$(BIN)/ruff check src tests benchmarks
 
-bench: $(STAMP)  ## measure samples/s: harness vs a plain PyTorch loop; writes benchmarks/results.{md,json}
+bench: $(STAMP)  ## throughput, callback overhead, synthetic LR control; writes benchmarks/*.md + results.json
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/controller_overhead.py
+	$(BIN)/python benchmarks/lr_control.py

@@ -9,13 +9,13 @@ ever slows a run down).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from results_io import merge
 
 from adaptive_lr.config import compose
 from adaptive_lr.runner import build, run
@@ -141,7 +141,7 @@ def main() -> None:
          "better": "higher"},
     ]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    merge(results, [f"{task}/" for task, *_ in CASES] + ["cifar_pipeline/"], args.out / "results.json")
     lines = [
         "# Throughput benchmark",
         "",
