@@ -39,8 +39,8 @@ test: $(STAMP)  ## run the fast test suite (no network, no ../shared)
 test-slow: $(STAMP)  ## run only the slow tests (real data, multi-process)
 	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
 
-experiment: $(STAMP)  ## run a grid: make experiment EXP=demo (finished cells are skipped)
-	$(BIN)/adaptive-lr experiment $(EXP)
+experiment: $(STAMP)  ## run a grid and report it: make experiment EXP=demo JOBS=2 (finished cells are skipped)
+	$(BIN)/adaptive-lr experiment $(EXP) --jobs $(JOBS) --report
 
 report: $(STAMP)  ## write reports/<EXP>/<timestamp>/report.md from the logged runs: make report EXP=demo
 	$(BIN)/adaptive-lr report $(EXP)

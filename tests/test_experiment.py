@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -42,7 +46,15 @@ def runs(home: Path, status: str | None = None) -> list:
     if exp is None:
         return []
     found = client.search_runs([exp.experiment_id], max_results=1000)
-    return [r for r in found if status is None or r.info.status == status]
+    return [r for r in found if (status is None or r.info.status == status) and not r.data.tags.get("grid_parent")]
+
+
+def parent(home: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri(home))
+    exp = client.get_experiment_by_name("tiny")
+    return [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get("grid_parent") == "true"]
 
 
 def finished_per_cell(home: Path) -> Counter:
@@ -59,10 +71,16 @@ def test_grid_runs_each_cell_then_skips_finished_ones(store, tmp_path):
     assert {r.data.tags["max_epochs"] for r in runs(store)} == {"2"}
     lines = out.getvalue().splitlines()
     assert "4 cells: 0 already finished, 4 to run" in lines[0]
-    progress = [line for line in lines if re.search(r"\] \d/4 ", line)]
-    assert len(progress) == 4 and "4/4" in progress[-1]
-    assert all(re.search(r"failed 0, elapsed \d+m\d\ds, ETA \d+m\d\ds", line) for line in progress)
+    progress = [line for line in lines if re.search(r"\] \d/4 done", line)]
+    assert len(progress) == 4 and "4/4 done" in progress[-1]
+    assert all(re.search(r"0 running, 0 failed \| xor_clean/\w+/seed\d test_acc=[\d.]+ \([\d.]+s\) \| "
+                         r"elapsed \d+m\d\ds, ETA \d+m\d\ds$", line) for line in progress)
     assert progress[-1].endswith("ETA 0m00s")
+    # one parent run groups the grid's cell runs in the MLflow UI
+    (grid_run,) = parent(store)
+    assert grid_run.info.status == "FINISHED" and grid_run.info.run_name == "grid:tiny"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs(store)} == {grid_run.info.run_id}
+    assert {r.data.tags["phase"] for r in runs(store)} == {"final"}
 
     out = io.StringIO()
     run_grid(str(grid), out=out)  # nothing new to run
@@ -115,7 +133,7 @@ def test_interrupted_grid_resumes_until_every_cell_finished_once(store, tmp_path
     assert "4 cells: 2 already finished, 2 to run" in text
     assert calls == ["xor_clean/fixed/seed0", "xor_clean/fixed/seed1", "xor_clean/heuristic/seed0",
                      "xor_clean/heuristic/seed0", "xor_clean/heuristic/seed1"]  # resumed at the interrupted cell
-    assert "FAILED: RuntimeError: boom" in text and "failed 1" in text and "1 cell(s) failed" in text
+    assert "FAILED: RuntimeError: boom" in text and "1 failed |" in text and "1 cell(s) failed" in text
     assert sum(finished_per_cell(store).values()) == 3
     assert len(runs(store, "FAILED")) == 1
 
@@ -133,7 +151,7 @@ def test_grid_config_errors_surface_before_any_run(home, tmp_path):
         run_grid(str(grid), out=io.StringIO())
 
     grid = write_grid(tmp_path / "tiny.yaml", schedulers="[fixed, nope]")
-    with pytest.raises(ConfigError, match=r"unknown scheduler 'nope'; allowed: cosine, fixed, heuristic, step"):
+    with pytest.raises(ConfigError, match=r"unknown scheduler 'nope'; allowed: .*cosine, fixed, heuristic"):
         run_grid(str(grid), out=io.StringIO())
 
     grid = write_grid(tmp_path / "tiny.yaml", extra="scheduler_overrides: {heuristic: [lr=0]}\n")
@@ -153,3 +171,140 @@ def test_grid_cells_are_the_product_of_tasks_schedulers_seeds(tmp_path):
                                       "experiment=tiny")
         assert cell.overrides[4:] == ("lr=0.1", "trainer.max_epochs=2", "data.n_samples=80",
                                       "trainer.max_epochs=1")
+
+
+def test_includes_join_other_grids_under_this_name(tmp_path):
+    write_grid(tmp_path / "tiny.yaml")
+    (tmp_path / "all.yaml").write_text(f"name: all\ninclude: [{tmp_path / 'tiny.yaml'}]\ntasks: [digits]\n"
+                                       "schedulers: [cosine]\nseeds: [3]\n")
+    grid = load_grid(str(tmp_path / "all.yaml"))
+    assert grid.name == "all"
+    assert {c.key for c in grid.cells} == CELLS | {"digits/cosine/seed3"}
+    assert all("experiment=all" in c.overrides and "experiment=tiny" not in c.overrides for c in grid.cells)
+
+    (tmp_path / "loop.yaml").write_text(f"include: [{tmp_path / 'loop.yaml'}]\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_grid(str(tmp_path / "loop.yaml"))
+    (tmp_path / "twice.yaml").write_text(f"include: [{tmp_path / 'tiny.yaml'}, {tmp_path / 'tiny.yaml'}]\n")
+    with pytest.raises(ConfigError, match="the same cell appears twice"):
+        load_grid(str(tmp_path / "twice.yaml"))
+
+
+def test_tuning_values_are_the_same_budget_for_every_scheduler(tmp_path):
+    from adaptive_lr.experiment import Tuning, tune_cells
+
+    assert Tuning.from_spec("g", {"low": 1e-4, "high": 1.0, "n": 5}).values == (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    random_values = Tuning.from_spec("g", {"low": 1e-3, "high": 1e-1, "n": 4, "method": "random"}).values
+    assert len(random_values) == 4 and all(1e-3 <= v <= 1e-1 for v in random_values)
+    assert random_values == Tuning.from_spec("g", {"low": 1e-3, "high": 1e-1, "n": 4, "method": "random"}).values
+    with pytest.raises(ConfigError, match="tuning.method must be one of"):
+        Tuning.from_spec("g", {"method": "grid"})
+    with pytest.raises(ConfigError, match=r"unknown tuning keys \['budget'\]"):
+        Tuning.from_spec("g", {"budget": 3})
+
+    grid = load_grid(str(write_grid(tmp_path / "tiny.yaml", extra="tuning: {values: [0.01, 0.3], seeds: [7]}\n")))
+    cells = tune_cells(grid)
+    assert [(c.key, c.overrides[-1], c.phase) for c in cells] == [
+        (f"xor_clean/{s}/seed7", f"lr={v}", "tune") for s in ("fixed", "heuristic") for v in (0.01, 0.3)
+    ]
+    assert grid.tuning.budget == "2 lr values (values) x 1 seed(s)"
+
+
+def test_tuned_grid_reruns_each_schedulers_best_lr_with_the_grid_seeds(store, tmp_path):
+    grid = str(write_grid(tmp_path / "tiny.yaml", schedulers="[fixed]", extra="tuning: {values: [0.003, 0.3]}\n"))
+    out = io.StringIO()
+    run_grid(grid, out=out)
+
+    tune = runs(store, "FINISHED")
+    tuned = [r for r in tune if r.data.tags["phase"] == "tune"]
+    final = [r for r in tune if r.data.tags["phase"] == "final"]
+    assert sorted(r.data.params["lr"] for r in tuned) == ["0.003", "0.3"]
+    best = max(tuned, key=lambda r: (r.data.metrics["val_acc"], float(r.data.params["lr"])))
+    assert sorted(r.data.tags["seed"] for r in final) == ["0", "1"]
+    assert {r.data.params["lr"] for r in final} == {best.data.params["lr"]}
+    assert {r.data.tags["tuning_budget"] for r in final} == {"2 lr values (values) x 1 seed(s)"}
+    assert f"tuned xor_clean/fixed: lr={float(best.data.params['lr']):g}" in out.getvalue()
+
+    out = io.StringIO()
+    run_grid(grid, out=out)  # resume: both phases already finished (the tune seed-0 run is not the final one)
+    assert "tune phase: 2 cells: 2 already finished, 0 to run" in out.getvalue()
+    assert "final phase: 2 cells: 2 already finished, 0 to run" in out.getvalue()
+
+
+def test_runs_of_ended_processes_are_marked_killed_others_are_left_alone(store):
+    import platform
+
+    from mlflow.tracking import MlflowClient
+
+    from adaptive_lr.experiment import mark_orphans
+    from adaptive_lr.tracking.run import get_or_create_experiment
+
+    client = MlflowClient(tracking_uri(store))
+    exp_id = get_or_create_experiment(client, "tiny", store / "mlruns" / "artifacts")
+    child = subprocess.Popen(["true"])
+    child.wait()  # reaped: its pid names no process now
+    dead_pid = str(child.pid)
+    host = platform.node()
+    cases = {"dead": {"host": host, "pid": dead_pid}, "alive": {"host": host, "pid": str(os.getpid())},
+             "elsewhere": {"host": host + "-other", "pid": dead_pid}}
+    ids = {name: client.create_run(exp_id, tags=tags).info.run_id for name, tags in cases.items()}
+
+    assert mark_orphans("tiny", tracking_uri(store)) == 1
+    status = {name: client.get_run(run_id).info.status for name, run_id in ids.items()}
+    assert status == {"dead": "KILLED", "alive": "RUNNING", "elsewhere": "RUNNING"}
+    assert client.get_run(ids["dead"]).data.tags["error"].startswith(f"orphaned: process {dead_pid}")
+
+
+def test_killed_parallel_grid_restarts_and_runs_every_cell_exactly_once(store, tmp_path):
+    grid = write_grid(tmp_path / "tiny.yaml", max_epochs=60)
+    env = {**os.environ, "ADAPTIVE_LR_HOME": str(store), "PYTHONWARNINGS": "ignore"}
+    # 1) two worker processes; the whole process group is killed (SIGKILL) right after the first cell finishes
+    proc = subprocess.Popen([sys.executable, "-m", "adaptive_lr.cli", "experiment", str(grid), "-j", "2"],
+                            env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "1/4 done" in line:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert any("jobs=2" in line for line in seen), "".join(seen)
+    assert sum(finished_per_cell(store).values()) == 1
+    left_running = len(runs(store, "RUNNING"))
+
+    # 2) restarted: runs left RUNNING by the killed workers are marked KILLED, every other cell runs once
+    out = io.StringIO()
+    run_grid(str(grid), out=out)
+    assert "4 cells: 1 already finished, 3 to run (jobs=1" in out.getvalue()
+    assert finished_per_cell(store) == Counter(dict.fromkeys(CELLS, 1))
+    assert runs(store, "RUNNING") == []
+    assert len(runs(store, "KILLED")) == left_running
+    if left_running:
+        assert f"marked {left_running} run(s) of ended processes KILLED" in out.getvalue()
+    # every finished run logged its whole history: no metric lost between parallel writers of one SQLite store
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri(store))
+    for r in runs(store, "FINISHED"):
+        assert len(client.get_metric_history(r.info.run_id, "val_acc")) == 60
+
+
+@pytest.mark.slow
+def test_eight_parallel_cells_on_one_sqlite_store_lose_no_run_and_no_metric(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    grid = write_grid(tmp_path / "tiny.yaml", max_epochs=20).read_text().replace("seeds: [0, 1]",
+                                                                                "seeds: [0, 1, 2, 3]")
+    (tmp_path / "tiny.yaml").write_text(grid)
+    out = io.StringIO()
+    run_grid(str(tmp_path / "tiny.yaml"), out=out, jobs=8)
+
+    assert "8/8 done" in out.getvalue() and "0 failed" in out.getvalue()
+    finished = runs(store, "FINISHED")
+    assert len(finished) == 8 and len(runs(store)) == 8
+    client = MlflowClient(tracking_uri(store))
+    for r in finished:
+        for key in ("train_loss", "val_loss", "train_acc", "val_acc", "epoch_time_s", "epoch_lr"):
+            assert [m.step for m in sorted(client.get_metric_history(r.info.run_id, key), key=lambda m: m.step)] \
+                == list(range(1, 21)), key
+        assert "test_acc" in r.data.metrics

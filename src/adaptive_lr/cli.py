@@ -36,7 +36,7 @@ def _report(experiment: str, overrides: Sequence[str]) -> Path:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from adaptive_lr.experiment import run_grid
 
-    grid = run_grid(args.name, args.overrides)
+    grid = run_grid(args.name, args.overrides, jobs=args.jobs)
     if args.report:
         print(f"report: {_report(grid.name, args.overrides)}")
     return 0
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="experiment name (experiments/<name>.yaml) or a path to a grid file")
     p.add_argument("overrides", nargs="*", help="overrides applied to every cell")
     p.add_argument("--report", action="store_true", help="write the comparison report afterwards")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="cells run in parallel worker processes (default 1)")
     p.set_defaults(func=_cmd_experiment)
     p = sub.add_parser("report", help="write reports/<name>/<timestamp>/report.md from the logged runs")
     p.add_argument("name", help="experiment name")

@@ -1,21 +1,43 @@
 """Experiment grids (experiments/<name>.yaml): tasks x schedulers x seeds, each cell one tracked run.
 
-All cells run in this one process (Lightning and MLflow are imported once). A cell whose identical config already
-has a FINISHED run in the grid's MLflow experiment is skipped, so an interrupted grid resumes where it stopped.
+A grid file has `tasks`, `schedulers`, `seeds` and optional `overrides`, `task_overrides`, `scheduler_overrides`,
+`include` (other grids whose cells join this one, under this grid's name) and `tuning` (the fair tuning protocol).
+
+- **Resume**: a cell whose identical config (and phase) already has a FINISHED run in the grid's MLflow experiment
+  is skipped, so an interrupted grid finishes where it stopped; runs left RUNNING by a process that no longer
+  exists on this host are marked KILLED first, so every cell ends with exactly one FINISHED run.
+- **Parallel**: `jobs > 1` runs cells in that many worker processes (spawned, each imports Lightning once and runs
+  many cells); `jobs == 1` runs them in this process. Progress lines show cells done, running, failed and the ETA.
+- **MLflow**: one experiment per grid, with a parent run (`grid:<name>`) whose children are the cell runs (tags
+  task/scheduler/seed/phase); reports are attached to the parent.
+- **Fair tuning** (after DeepOBS and Schmidt et al. 2021, "Descending through a crowded valley"): with a `tuning`
+  block every scheduler first gets the same budget of base-LR trials (phase `tune`, on the validation split), then
+  the best LR by final validation metric is rerun with the grid's seeds (phase `final`); reports use the final runs.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import platform
+import random
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
 from adaptive_lr.config import EXPERIMENTS_DIR, ConfigError, available, compose
+
+GRID_KEYS = ("name", "description", "tasks", "schedulers", "seeds", "overrides", "task_overrides",
+             "scheduler_overrides", "include", "tuning")
+TUNING_KEYS = ("param", "values", "low", "high", "n", "method", "seeds", "sample_seed")
+PARENT_TAG = "grid_parent"
 
 
 @dataclass(frozen=True)
@@ -24,10 +46,53 @@ class Cell:
     scheduler: str
     seed: int
     overrides: tuple[str, ...]
+    phase: str = "final"
 
     @property
     def key(self) -> str:
         return f"{self.task}/{self.scheduler}/seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The same base-LR budget for every scheduler: `values` (explicit), or `n` points in [low, high] on a log grid
+    (`method: log_grid`) or drawn log-uniformly (`method: random`, seeded by `sample_seed`), each run with `seeds`."""
+
+    param: str
+    values: tuple[float, ...]
+    seeds: tuple[int, ...]
+    method: str
+
+    @classmethod
+    def from_spec(cls, grid: str, spec: dict[str, Any]) -> Tuning:
+        unknown = set(spec) - set(TUNING_KEYS)
+        if unknown:
+            raise ConfigError(f"experiment {grid!r}: unknown tuning keys {sorted(unknown)}; "
+                              f"allowed: {', '.join(TUNING_KEYS)}")
+        method = spec.get("method", "log_grid")
+        if "values" in spec:
+            values, method = [float(v) for v in spec["values"]], "values"
+        else:
+            low, high, n = float(spec.get("low", 1e-4)), float(spec.get("high", 1.0)), int(spec.get("n", 5))
+            if not (0 < low < high and n >= 1):
+                raise ConfigError(f"experiment {grid!r}: tuning needs 0 < low < high and n >= 1, "
+                                  f"got low={low}, high={high}, n={n}")
+            if method == "log_grid":
+                values = [low * (high / low) ** (i / max(n - 1, 1)) for i in range(n)] if n > 1 else [low]
+            elif method == "random":
+                rng = random.Random(int(spec.get("sample_seed", 0)))
+                values = sorted(math.exp(rng.uniform(math.log(low), math.log(high))) for _ in range(n))
+            else:
+                raise ConfigError(f"experiment {grid!r}: tuning.method must be one of ['log_grid', 'random'], "
+                                  f"got {method!r}")
+        if not values or any(not (math.isfinite(v) and v > 0) for v in values):
+            raise ConfigError(f"experiment {grid!r}: tuning values must be positive numbers, got {values}")
+        seeds = tuple(int(s) for s in spec.get("seeds", [0]))
+        return cls(str(spec.get("param", "lr")), tuple(float(f"{v:.6g}") for v in values), seeds, method)
+
+    @property
+    def budget(self) -> str:
+        return f"{len(self.values)} {self.param} values ({self.method}) x {len(self.seeds)} seed(s)"
 
 
 @dataclass
@@ -35,6 +100,7 @@ class Grid:
     name: str
     description: str
     cells: list[Cell]
+    tuning: Tuning | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -49,92 +115,274 @@ def grid_path(name: str) -> Path:
     return path
 
 
-def load_grid(name: str, extra_overrides: Sequence[str] = ()) -> Grid:
-    spec = OmegaConf.to_container(OmegaConf.load(grid_path(name)), resolve=True)
-    assert isinstance(spec, dict)
-    keys = ("name", "description", "tasks", "schedulers", "seeds", "overrides", "task_overrides",
-            "scheduler_overrides")
-    unknown = set(spec) - set(keys)
+def _spec_cells(name: str, spec: dict[str, Any], grid_name: str, extra: Sequence[str]) -> list[Cell]:
+    unknown = set(spec) - set(GRID_KEYS)
     if unknown:
-        raise ConfigError(f"experiment {name!r} has unknown keys {sorted(unknown)}; allowed: {', '.join(keys)}")
+        raise ConfigError(f"experiment {name!r} has unknown keys {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
     for group, key in (("task", "tasks"), ("scheduler", "schedulers")):
         for choice in spec.get(key, []):
             if choice not in available(group):
                 raise ConfigError(f"experiment {name!r}: unknown {group} {choice!r}; allowed: "
                                   f"{', '.join(available(group))}")
-    grid_name = spec.get("name", Path(name).stem)
-    common = [*spec.get("overrides", []), *extra_overrides]
-    cells = [
+    common = [*spec.get("overrides", []), *extra]
+    return [
         Cell(task, sched, int(seed),
              (f"task={task}", f"scheduler={sched}", f"seed={seed}", f"experiment={grid_name}",
               *spec.get("task_overrides", {}).get(task, []),
               *spec.get("scheduler_overrides", {}).get(sched, []), *common))
-        for task in spec["tasks"] for sched in spec["schedulers"] for seed in spec["seeds"]
+        for task in spec.get("tasks", []) for sched in spec.get("schedulers", []) for seed in spec.get("seeds", [])
     ]
-    return Grid(grid_name, spec.get("description", ""), cells)
+
+
+def load_grid(name: str, extra_overrides: Sequence[str] = (), _seen: tuple[str, ...] = ()) -> Grid:
+    """The grid's cells (its own, then those of each `include`d grid, renamed into this grid's experiment)."""
+    path = grid_path(name)
+    if path.stem in _seen:
+        raise ConfigError(f"experiment {name!r} includes itself (through {' -> '.join(_seen)})")
+    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(spec, dict):
+        raise ConfigError(f"experiment {name!r}: {path} is not a mapping")
+    grid_name = spec.get("name", path.stem)
+    cells = _spec_cells(name, spec, grid_name, extra_overrides)
+    for included in spec.get("include", []):
+        sub = load_grid(included, extra_overrides, (*_seen, path.stem))
+        cells += [replace(c, overrides=tuple(f"experiment={grid_name}" if o.startswith("experiment=") else o
+                                             for o in c.overrides)) for c in sub.cells]
+    keys = [c.overrides for c in cells]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"experiment {name!r}: the same cell appears twice (check includes)")
+    tuning = Tuning.from_spec(name, spec["tuning"]) if spec.get("tuning") else None
+    return Grid(grid_name, spec.get("description", ""), cells, tuning)
+
+
+def tune_cells(grid: Grid) -> list[Cell]:
+    """Phase 1 of the tuning protocol: every (task, scheduler) x tuning value x tuning seed."""
+    assert grid.tuning is not None
+    t = grid.tuning
+    pairs = dict.fromkeys((c.task, c.scheduler, c.overrides[3:]) for c in grid.cells)  # keep order, drop seeds
+    return [
+        Cell(task, sched, seed, (f"task={task}", f"scheduler={sched}", f"seed={seed}", *rest, f"{t.param}={value}"),
+             phase="tune")
+        for (task, sched, rest) in pairs for value in t.values for seed in t.seeds
+    ]
+
+
+# -- the MLflow side -----------------------------------------------------------------------------------------------
+def _client(tracking_uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri)
+
+
+def _search(client: Any, experiment_id: str, filter_string: str = "") -> Iterable[Any]:
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def finished_cells(cfgs: dict[Cell, DictConfig], experiment: str, tracking_uri: str) -> set[Cell]:
-    """Cells whose exact config (by hash) already has a FINISHED run in the experiment."""
-    from mlflow.tracking import MlflowClient
-
+    """Cells whose exact config (by hash) and phase already have a FINISHED run in the experiment."""
     from adaptive_lr.runner import config_hash
 
-    client = MlflowClient(tracking_uri)
+    client = _client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return set()
-    done: set[str] = set()
-    token = None
-    while True:
-        page = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=1000,
-                                  page_token=token)
-        done.update(r.data.tags.get("config_hash", "") for r in page)
-        token = page.token
-        if not token:
-            break
-    return {cell for cell, cfg in cfgs.items() if config_hash(cfg) in done}
+    done = {(r.data.tags.get("config_hash", ""), r.data.tags.get("phase", "final"))
+            for r in _search(client, exp.experiment_id, "attributes.status = 'FINISHED'")}
+    return {cell for cell, cfg in cfgs.items() if (config_hash(cfg), cell.phase) in done}
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process runs; a zombie (ended, not yet reaped: e.g. a killed worker whose parent died) has not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def mark_orphans(experiment: str, tracking_uri: str) -> int:
+    """Mark KILLED the RUNNING cell runs of this experiment whose process (on this host) no longer exists."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return 0
+    host, n = platform.node(), 0
+    for r in _search(client, exp.experiment_id, "attributes.status = 'RUNNING'"):
+        tags = r.data.tags
+        if tags.get(PARENT_TAG) or tags.get("host") != host or not tags.get("pid", "").isdigit():
+            continue
+        if not _alive(int(tags["pid"])):
+            client.set_tag(r.info.run_id, "error", f"orphaned: process {tags['pid']} on {host} ended mid-run")
+            client.set_terminated(r.info.run_id, "KILLED")
+            n += 1
+    return n
+
+
+def parent_run(experiment: str, tracking_uri: str, artifact_root: Path, description: str) -> str:
+    """The grid's parent run (created once, reused on resume) and marked RUNNING while the grid runs."""
+    from adaptive_lr.tracking.run import get_or_create_experiment
+
+    client = _client(tracking_uri)
+    exp_id = get_or_create_experiment(client, experiment, artifact_root)
+    for r in _search(client, exp_id, f"tags.{PARENT_TAG} = 'true'"):
+        client.update_run(r.info.run_id, status="RUNNING")
+        return r.info.run_id
+    run = client.create_run(exp_id, run_name=f"grid:{experiment}",
+                            tags={PARENT_TAG: "true", "mlflow.note.content": description})
+    return run.info.run_id
+
+
+def best_values(grid: Grid, cells: Sequence[Cell], tracking_uri: str) -> dict[tuple[str, str], float]:
+    """Per (task, scheduler): the tuning value with the best mean final validation metric over tuning seeds."""
+    assert grid.tuning is not None
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(grid.name)
+    scores: dict[tuple[str, str, float], list[float]] = {}
+    modes: dict[tuple[str, str], str] = {}
+    for r in _search(client, exp.experiment_id, "attributes.status = 'FINISHED' and tags.phase = 'tune'"):
+        tags, metric = r.data.tags, r.data.tags.get("metric", "")
+        value = float(r.data.params.get(grid.tuning.param, "nan"))
+        final = r.data.metrics.get(f"val_{metric}", math.nan)
+        key = (tags.get("task", ""), tags.get("scheduler", ""))
+        modes[key] = tags.get("metric_mode", "max")
+        scores.setdefault((*key, value), []).append(final if math.isfinite(final) else math.nan)
+    best: dict[tuple[str, str], float] = {}
+    for task, sched in dict.fromkeys((c.task, c.scheduler) for c in cells):
+        sign = 1.0 if modes.get((task, sched), "max") == "max" else -1.0
+        ranked = [(sign * (sum(v) / len(v)), value) for (t, s, value), v in scores.items()
+                  if (t, s) == (task, sched) and all(math.isfinite(x) for x in v)]
+        if not ranked:
+            raise RuntimeError(f"tuning: no finished, finite tuning run for {task}/{sched}; cannot pick {grid.tuning.param}")
+        best[(task, sched)] = max(ranked)[1]  # ties: the larger value
+    return best
+
+
+# -- running -------------------------------------------------------------------------------------------------------
 def _fmt_s(seconds: float) -> str:
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s" if math.isfinite(seconds) else "?"
 
 
-def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None = None) -> Grid:
-    """Run every unfinished cell of a grid in this process, printing progress (done/failed/ETA) to `out`
-    (default: the current `sys.stderr`, looked up at call time so redirections apply)."""
+def run_cell(overrides: Sequence[str], tags: dict[str, Any]) -> dict[str, Any]:
+    """Run one cell (in this process or a worker); never raises for a training failure (the run is FAILED)."""
     from adaptive_lr.runner import run
+
+    cfg = compose(overrides)
+    metric = cfg.task.metric
+    try:
+        result = run(cfg, tags=tags)
+    except ConfigError:
+        raise
+    except Exception as err:  # the run is already marked FAILED in MLflow; the grid goes on
+        return {"status": "FAILED", "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+    return {"status": "FINISHED", "value": result.metrics.get(f"test_{metric}", math.nan), "metric": metric,
+            "seconds": result.seconds}
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class Progress:
+    """One line per finished cell: done/total, running, failed, elapsed and ETA (from the mean cell rate)."""
+
+    def __init__(self, grid: str, total: int, out: TextIO) -> None:
+        self.grid, self.total, self.out = grid, total, out
+        self.done = self.failed = 0
+        self.failures: list[tuple[str, str]] = []
+        self.t0 = time.perf_counter()
+
+    def update(self, cell: Cell, outcome: dict[str, Any], running: int) -> None:
+        self.done += 1
+        if outcome["status"] == "FINISHED":
+            summary = f"test_{outcome['metric']}={outcome['value']:.4f} ({outcome['seconds']:.1f}s)"
+        else:
+            self.failed += 1
+            self.failures.append((cell.key, outcome["error"]))
+            summary = f"FAILED: {outcome['error']}"
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / self.done * (self.total - self.done)
+        phase = "" if cell.phase == "final" else f" [{cell.phase}]"
+        print(f"[{self.grid}] {self.done}/{self.total} done, {running} running, {self.failed} failed | "
+              f"{cell.key}{phase} {summary} | elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)}",
+              file=self.out, flush=True)
+
+
+def _execute(cells: Sequence[Cell], tags: dict[Cell, dict[str, Any]], jobs: int, progress: Progress) -> None:
+    if jobs <= 1:
+        for cell in cells:
+            progress.update(cell, run_cell(cell.overrides, tags[cell]), running=0)
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        pending: dict[Future, Cell] = {pool.submit(run_cell, c.overrides, tags[c]): c for c in cells}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                cell = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except ConfigError:
+                    raise
+                except Exception as err:  # a worker died (e.g. out of memory): its run stays RUNNING -> orphan
+                    outcome = {"status": "FAILED", "error": f"worker: {type(err).__name__}: {err}"}
+                progress.update(cell, outcome, running=min(jobs, len(pending)))
+
+
+def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None = None, jobs: int = 1) -> Grid:
+    """Run every unfinished cell of a grid (tuning phase first, if any), printing progress to `out` (default: the
+    current `sys.stderr`, looked up at call time so redirections apply)."""
     from adaptive_lr.tracking.run import resolve_tracking_uri
 
     out = out if out is not None else sys.stderr
-
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ConfigError(f"jobs must be a positive int, got {jobs!r}")
     grid = load_grid(name, extra_overrides)
-    cfgs = {cell: compose(cell.overrides) for cell in grid.cells}  # every config error before the first run
+    if not grid.cells:
+        raise ConfigError(f"experiment {name!r} has no cells (tasks x schedulers x seeds is empty)")
+    phases = [tune_cells(grid), grid.cells] if grid.tuning else [grid.cells]
+    cfgs = {cell: compose(cell.overrides) for cell in phases[0]}  # every config error before the first run
     first = next(iter(cfgs.values()))
     tracking_uri = resolve_tracking_uri(first.logger.tracking_uri, Path(first.paths.mlruns))
-    skip = finished_cells(cfgs, grid.name, tracking_uri)
-    todo = [c for c in grid.cells if c not in skip]
-    print(f"[{grid.name}] {len(grid.cells)} cells: {len(skip)} already finished, {len(todo)} to run "
-          f"(MLflow: {tracking_uri})", file=out, flush=True)
-    failed: list[tuple[Cell, str]] = []
-    t0 = time.perf_counter()
-    for i, cell in enumerate(todo, 1):
-        try:
-            result = run(cfgs[cell], tags={"cell": cell.key})
-            metric = cfgs[cell].task.metric
-            summary = f"test_{metric}={result.metrics.get(f'test_{metric}', float('nan')):.4f} ({result.seconds:.1f}s)"
-        except ConfigError:
-            raise
-        except Exception as err:  # the run is already marked FAILED in MLflow; keep going with the grid
-            failed.append((cell, f"{type(err).__name__}: {err}"))
-            summary = f"FAILED: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        elapsed = time.perf_counter() - t0
-        eta = elapsed / i * (len(todo) - i)
-        print(f"[{grid.name}] {i}/{len(todo)} {cell.key:<32} {summary}  | failed {len(failed)}, "
-              f"elapsed {_fmt_s(elapsed)}, ETA {_fmt_s(eta)}", file=out, flush=True)
-    if failed:
-        print(f"[{grid.name}] {len(failed)} cell(s) failed (marked FAILED in MLflow, left out of reports):",
-              file=out)
-        for cell, message in failed:
-            print(f"  {cell.key}: {message}", file=out)
+    orphans = mark_orphans(grid.name, tracking_uri)
+    parent = parent_run(grid.name, tracking_uri, Path(first.paths.mlruns) / "artifacts", grid.description)
+    if orphans:
+        print(f"[{grid.name}] marked {orphans} run(s) of ended processes KILLED", file=out, flush=True)
+    for i, cells in enumerate(phases):
+        if grid.tuning and i == 1:  # 2) rerun the best tuning value of each (task, scheduler) with the grid's seeds
+            best = best_values(grid, cells, tracking_uri)
+            param = grid.tuning.param
+            cells = [replace(c, overrides=(*c.overrides, f"{param}={best[(c.task, c.scheduler)]}")) for c in cells]
+            for (task, sched), value in best.items():
+                print(f"[{grid.name}] tuned {task}/{sched}: {param}={value:g}", file=out, flush=True)
+            cfgs = {cell: compose(cell.overrides) for cell in cells}
+        skip = finished_cells(cfgs, grid.name, tracking_uri)
+        todo = [c for c in cells if c not in skip]
+        label = f" {cells[0].phase} phase:" if grid.tuning else ""
+        print(f"[{grid.name}]{label} {len(cells)} cells: {len(skip)} already finished, {len(todo)} to run "
+              f"(jobs={jobs}, MLflow: {tracking_uri})", file=out, flush=True)
+        budget = {"tuning_budget": grid.tuning.budget} if grid.tuning else {}
+        tags = {c: {"cell": c.key, "phase": c.phase, "mlflow.parentRunId": parent, **budget} for c in todo}
+        progress = Progress(grid.name, len(todo), out)
+        _execute(todo, tags, jobs, progress)
+        if progress.failures:
+            print(f"[{grid.name}] {len(progress.failures)} cell(s) failed (marked FAILED in MLflow, left out of "
+                  "reports):", file=out)
+            for key, message in progress.failures:
+                print(f"  {key}: {message}", file=out)
+    _client(tracking_uri).set_terminated(parent, "FINISHED")
     return grid

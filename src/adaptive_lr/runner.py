@@ -38,6 +38,18 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def provenance() -> dict[str, Any]:
+    """Where a run ran: host and process (a grid marks RUNNING runs of dead processes as KILLED), versions, device."""
+    import os
+    import platform
+
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})"
+    return {"host": platform.node(), "pid": os.getpid(), "cpu_count": os.cpu_count(),
+            "torch_version": torch.__version__, "python_version": platform.python_version(), "device": device}
+
+
 def _instantiate(node: Any, what: str, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, with a component's own validation error surfaced as a one-line ConfigError."""
     from hydra.errors import InstantiationException
@@ -101,6 +113,7 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         "adaptive": str(bool(cfg.scheduler.adaptive)).lower(), "config_hash": config_hash(cfg),
         **(tags or {}),
     }
+    tags.update(provenance())
     warm_start = cfg.scheduler.policy.get("warm_start")
     if warm_start:  # a learned controller started from another run's policy: reports mark such runs
         tags["warm_start"] = warm_start

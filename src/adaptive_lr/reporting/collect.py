@@ -78,7 +78,8 @@ def load_runs(experiment: str, tracking_uri: str) -> RunData:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise NoRunsError(f"experiment {experiment!r} not found in tracking store {tracking_uri!r}")
-    mlflow_runs = list(_search_all(client, found.experiment_id))
+    # a grid's parent run (tag grid_parent) only groups the cell runs in the MLflow UI: it is not a result
+    mlflow_runs = [r for r in _search_all(client, found.experiment_id) if not r.data.tags.get("grid_parent")]
     runs = pd.DataFrame([_run_row(r) for r in mlflow_runs], columns=RUN_COLUMNS)
     runs = runs.astype({"seed": "Int64", "max_epochs": "Int64", "steps_per_epoch": "Int64", "adaptive": bool})
     runs = runs.sort_values(["task", "scheduler", "seed", "run_id"], kind="stable").reset_index(drop=True)
