@@ -106,6 +106,16 @@ def test_reports_are_never_overwritten(store, tmp_path, capsys):
     assert all(r.name == "report.md" and r.is_file() for r in reports)
     assert all(r.parent.parent == store / "reports" / "tiny" for r in reports)
     assert reports[0].read_text() != "" and "xor_clean" in reports[1].read_text()
+    # both reports are also artifacts of the grid's parent run in MLflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store.resolve()}/mlruns/mlflow.db")
+    exp = client.get_experiment_by_name("tiny")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.grid_parent = 'true'")
+    attached = {a.path for a in client.list_artifacts(parent.info.run_id, "reports")}
+    assert attached == {f"reports/{r.parent.name}" for r in reports}
+    assert "report.md" in {Path(a.path).name
+                           for a in client.list_artifacts(parent.info.run_id, f"reports/{reports[0].parent.name}")}
 
 
 def test_entry_point_exits_2_on_bad_input(home):

@@ -85,6 +85,18 @@ def test_tensorboard_event_files_hold_lr_and_epoch_scalars(home, client):
     assert {"lr", "val_loss", "epoch_lr"} <= scalars
     assert [e.value for e in acc.Scalars("lr")] == pytest.approx([XOR_LR] * len(acc.Scalars("lr")))
     assert [e.step for e in acc.Scalars("val_loss")] == [1, 2]
+    # the HParams plugin record: this run's settings and final metrics, as TensorBoard's HParams tab reads them
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = acc.PluginTagToContent("hparams")
+    data = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hp = data.session_start_info.hparams
+    assert (hp["task"].string_value, hp["scheduler"].string_value, hp["seed"].number_value) == ("xor_clean",
+                                                                                              "fixed", 0)
+    assert hp["lr"].number_value == pytest.approx(XOR_LR)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"test_acc", "test_loss"}
+    assert acc.Scalars("test_acc")[-1].value == pytest.approx(result.metrics["test_acc"])
 
 
 def test_two_runs_never_share_a_run_folder(home, client):

@@ -27,10 +27,14 @@ def _report(experiment: str, overrides: Sequence[str]) -> Path:
 
     cfg = compose(overrides)
     uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
+    from adaptive_lr.experiment import attach_report
+
     try:
-        return write_report(experiment, uri, Path(cfg.paths.reports))
+        report = write_report(experiment, uri, Path(cfg.paths.reports))
     except NoRunsError as err:  # nothing to report is bad input: one `error:` line and exit 2, not a traceback
         raise ConfigError(str(err)) from err
+    attach_report(experiment, uri, report.parent)  # also in the MLflow UI, on the grid's parent run
+    return report
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:

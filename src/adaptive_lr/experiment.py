@@ -386,3 +386,15 @@ def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None 
                 print(f"  {key}: {message}", file=out)
     _client(tracking_uri).set_terminated(parent, "FINISHED")
     return grid
+
+
+def attach_report(experiment: str, tracking_uri: str, folder: Path) -> str | None:
+    """Log a report folder (report.md, summary.csv, PNGs) as artifacts of the grid's parent run, if it has one."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    for r in _search(client, exp.experiment_id, f"tags.{PARENT_TAG} = 'true'"):
+        client.log_artifacts(r.info.run_id, str(folder), artifact_path=f"reports/{folder.name}")
+        return r.info.run_id
+    return None

@@ -50,6 +50,13 @@ def provenance() -> dict[str, Any]:
             "torch_version": torch.__version__, "python_version": platform.python_version(), "device": device}
 
 
+def hparams_of(cfg: DictConfig) -> dict[str, Any]:
+    """The settings a grid varies, for TensorBoard's HParams tab."""
+    return {"task": cfg.task.name, "scheduler": cfg.scheduler.name, "seed": cfg.seed, "lr": cfg.lr,
+            "optimizer": cfg.optimizer._target_, "max_epochs": cfg.trainer.max_epochs,
+            "batch_size": cfg.data.get("batch_size", -1)}
+
+
 def _instantiate(node: Any, what: str, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, with a component's own validation error surfaced as a one-line ConfigError."""
     from hydra.errors import InstantiationException
@@ -148,6 +155,8 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         mlflow_logger.flush()
         for logger in loggers[1:]:
             logger.log_metrics(final, step=epochs)
+            if isinstance(logger, LeanTensorBoardLogger):
+                logger.log_hparams_summary(hparams_of(cfg), final)
             logger.finalize("success")
         tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None})
         learner = getattr(policy, "policy", policy)  # Warmup wraps the configured policy

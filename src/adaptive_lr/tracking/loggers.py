@@ -92,3 +92,18 @@ class LeanTensorBoardLogger(TensorBoardLogger):
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
         """The resolved config is stored beside the run; skip Lightning's hparams.yaml and hparams event."""
+
+    @rank_zero_only
+    def log_hparams_summary(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Write the run's HParams-plugin record (its settings and final metrics) into this run's event file, so
+        TensorBoard's HParams tab lines up every run of a grid (`make tensorboard` serves `runs/`)."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+        experiment, start, end = hparams_summary(clean, dict(metrics))
+        writer = self.experiment.file_writer
+        for summary in (experiment, start, end):
+            writer.add_summary(summary)
+        for name, value in metrics.items():  # the HParams tab reads each metric from a scalar of the same tag
+            self.experiment.add_scalar(name, value)
+        writer.flush()
