@@ -275,7 +275,7 @@ def test_killed_parallel_grid_restarts_and_runs_every_cell_exactly_once(store, t
     # 2) restarted: runs left RUNNING by the killed workers are marked KILLED, every other cell runs once
     out = io.StringIO()
     run_grid(str(grid), out=out)
-    assert "4 cells: 1 already finished, 3 to run (jobs=1" in out.getvalue()
+    assert "4 cells: 1 already finished, 3 to run (LocalEngine jobs=1" in out.getvalue()
     assert finished_per_cell(store) == Counter(dict.fromkeys(CELLS, 1))
     assert runs(store, "RUNNING") == []
     assert len(runs(store, "KILLED")) == left_running

@@ -38,9 +38,10 @@ def _report(experiment: str, overrides: Sequence[str]) -> Path:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from adaptive_lr.experiment import run_grid
+    from adaptive_lr.experiment import ENGINES, run_grid
 
-    grid = run_grid(args.name, args.overrides, jobs=args.jobs)
+    engine = ENGINES[args.engine](args.jobs, **({"address": args.address} if args.address else {}))
+    grid = run_grid(args.name, args.overrides, engine=engine)
     if args.report:
         print(f"report: {_report(grid.name, args.overrides)}")
     return 0
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="overrides applied to every cell")
     p.add_argument("--report", action="store_true", help="write the comparison report afterwards")
     p.add_argument("-j", "--jobs", type=int, default=1, help="cells run in parallel worker processes (default 1)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where cells run: local processes, or Ray tasks (needs `uv sync --group scale`)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
     p.set_defaults(func=_cmd_experiment)
     p = sub.add_parser("report", help="write reports/<name>/<timestamp>/report.md from the logged runs")
     p.add_argument("name", help="experiment name")

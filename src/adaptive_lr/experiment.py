@@ -321,36 +321,82 @@ class Progress:
               file=self.out, flush=True)
 
 
-def _execute(cells: Sequence[Cell], tags: dict[Cell, dict[str, Any]], jobs: int, progress: Progress) -> None:
-    if jobs <= 1:
-        for cell in cells:
-            progress.update(cell, run_cell(cell.overrides, tags[cell]), running=0)
-        return
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(threads,)) as pool:
-        pending: dict[Future, Cell] = {pool.submit(run_cell, c.overrides, tags[c]): c for c in cells}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                cell = pending.pop(future)
-                try:
-                    outcome = future.result()
-                except ConfigError:
-                    raise
-                except Exception as err:  # a worker died (e.g. out of memory): its run stays RUNNING -> orphan
-                    outcome = {"status": "FAILED", "error": f"worker: {type(err).__name__}: {err}"}
-                progress.update(cell, outcome, running=min(jobs, len(pending)))
+class LocalEngine:
+    """Cells in this process (`jobs == 1`) or in `jobs` spawned worker processes on this machine."""
+
+    def __init__(self, jobs: int = 1) -> None:
+        self.jobs = jobs
+
+    def execute(self, cells: Sequence[Cell], tags: dict[Cell, dict[str, Any]], progress: Progress) -> None:
+        if self.jobs <= 1:
+            for cell in cells:
+                progress.update(cell, run_cell(cell.overrides, tags[cell]), running=0)
+            return
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(threads,)) as pool:
+            pending: dict[Future, Cell] = {pool.submit(run_cell, c.overrides, tags[c]): c for c in cells}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    cell = pending.pop(future)
+                    progress.update(cell, _outcome(future.result), running=min(self.jobs, len(pending)))
 
 
-def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None = None, jobs: int = 1) -> Grid:
-    """Run every unfinished cell of a grid (tuning phase first, if any), printing progress to `out` (default: the
-    current `sys.stderr`, looked up at call time so redirections apply)."""
+class RayEngine:
+    """Cells as Ray tasks (one CPU each): on a local Ray instance with `jobs` CPUs bound to 127.0.0.1, or on an
+    existing cluster (`address`, e.g. "ray://head:10001" or "auto"). Every worker must see the same project
+    checkout and MLflow store (a server URI via `logger.tracking_uri` when the workers are on other machines)."""
+
+    def __init__(self, jobs: int = 1, address: str | None = None) -> None:
+        self.jobs, self.address = jobs, address
+
+    def execute(self, cells: Sequence[Cell], tags: dict[Cell, dict[str, Any]], progress: Progress) -> None:
+        try:
+            import ray
+        except ImportError as err:
+            raise ConfigError("engine 'ray' needs Ray: `uv sync --group scale` (or pip install 'ray>=2.40')") from err
+        started = not ray.is_initialized()
+        if started:
+            local = {"num_cpus": self.jobs, "_node_ip_address": "127.0.0.1"} if self.address is None else {}
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **local)
+        try:
+            remote = ray.remote(num_cpus=1)(run_cell)
+            pending = {remote.remote(c.overrides, tags[c]): c for c in cells}
+            while pending:
+                finished, _ = ray.wait(list(pending), num_returns=1)
+                for ref in finished:
+                    cell = pending.pop(ref)
+                    progress.update(cell, _outcome(lambda ref=ref: ray.get(ref)), running=min(self.jobs, len(pending)))
+        finally:
+            if started:
+                ray.shutdown()
+
+
+#: `adaptive-lr experiment --engine NAME`: where cells run
+ENGINES = {"local": LocalEngine, "ray": RayEngine}
+
+
+def _outcome(result: Any) -> dict[str, Any]:
+    """A worker's outcome; a worker that died (e.g. out of memory) leaves its run RUNNING, marked KILLED on resume."""
+    try:
+        return result()
+    except ConfigError:
+        raise
+    except Exception as err:
+        return {"status": "FAILED", "error": f"worker: {type(err).__name__}: {err}"}
+
+
+def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None = None, jobs: int = 1,
+             engine: LocalEngine | RayEngine | None = None) -> Grid:
+    """Run every unfinished cell of a grid (tuning phase first, if any) on `engine` (default: `LocalEngine(jobs)`),
+    printing progress to `out` (default: the current `sys.stderr`, looked up at call time so redirections apply)."""
     from adaptive_lr.tracking.run import resolve_tracking_uri
 
     out = out if out is not None else sys.stderr
-    if not (isinstance(jobs, int) and jobs >= 1):
-        raise ConfigError(f"jobs must be a positive int, got {jobs!r}")
+    engine = engine or LocalEngine(jobs)
+    if not (isinstance(engine.jobs, int) and engine.jobs >= 1):
+        raise ConfigError(f"jobs must be a positive int, got {engine.jobs!r}")
     grid = load_grid(name, extra_overrides)
     if not grid.cells:
         raise ConfigError(f"experiment {name!r} has no cells (tasks x schedulers x seeds is empty)")
@@ -374,11 +420,11 @@ def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None 
         todo = [c for c in cells if c not in skip]
         label = f" {cells[0].phase} phase:" if grid.tuning else ""
         print(f"[{grid.name}]{label} {len(cells)} cells: {len(skip)} already finished, {len(todo)} to run "
-              f"(jobs={jobs}, MLflow: {tracking_uri})", file=out, flush=True)
+              f"({type(engine).__name__} jobs={engine.jobs}, MLflow: {tracking_uri})", file=out, flush=True)
         budget = {"tuning_budget": grid.tuning.budget} if grid.tuning else {}
         tags = {c: {"cell": c.key, "phase": c.phase, "mlflow.parentRunId": parent, **budget} for c in todo}
         progress = Progress(grid.name, len(todo), out)
-        _execute(todo, tags, jobs, progress)
+        engine.execute(todo, tags, progress)
         if progress.failures:
             print(f"[{grid.name}] {len(progress.failures)} cell(s) failed (marked FAILED in MLflow, left out of "
                   "reports):", file=out)
