@@ -15,7 +15,7 @@ TB_PORT ?= 6006
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-slow experiment report tensorboard mlflow-ui bench lint
+.PHONY: help setup demo test test-slow ui-deps experiment report tensorboard mlflow-ui bench lint
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ test: $(STAMP)  ## run the fast test suite (no network, no ../shared)
 
 test-slow: $(STAMP)  ## run only the slow tests (real data, multi-process)
 	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
+
+ui-deps:  ## Debian's chromium + chromium-driver for the browser test of the UIs (in make test-slow)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 
 experiment: $(STAMP)  ## run a grid and report it: make experiment EXP=demo JOBS=2 (finished cells are skipped)
 	$(BIN)/adaptive-lr experiment $(EXP) --jobs $(JOBS) --report
