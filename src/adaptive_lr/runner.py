@@ -137,6 +137,8 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
             LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
                       log_every_n_steps=cfg.logger.log_every_n_steps),
         ]
+        # views switched on from config (`viz=[latent,param_views]`): each writes under run_dir/viz
+        callbacks += [_instantiate(spec, f"viz.{name}") for name, spec in (cfg.get("viz") or {}).items()]
         trainer_kwargs = dict(cfg.trainer)
         if trainer_kwargs.get("enable_checkpointing"):
             from lightning.pytorch.callbacks import ModelCheckpoint
@@ -159,6 +161,8 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
                 logger.log_hparams_summary(hparams_of(cfg), final)
             logger.finalize("success")
         tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None})
+        if (run_dir / "viz").is_dir():
+            tracked.add_artifact(run_dir / "viz")
         learner = getattr(policy, "policy", policy)  # Warmup wraps the configured policy
         if hasattr(learner, "save_learned"):  # a learning controller: keep what it learned, for warm starts
             learned = run_dir / "policy_learned.pt"

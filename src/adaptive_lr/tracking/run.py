@@ -92,12 +92,15 @@ class TrackedRun:
         return self
 
     def add_artifact(self, path: Path) -> None:
-        """A file to attach to the MLflow run when it finishes (with the config and commit)."""
+        """A file or folder to attach to the MLflow run when it finishes (with the config and commit)."""
         self.artifacts.append(path)
 
     def log_artifacts(self) -> None:
         for path in self.artifacts:
-            self.client.log_artifact(self.run_id, str(path))
+            if path.is_dir():
+                self.client.log_artifacts(self.run_id, str(path), artifact_path=path.name)
+            else:
+                self.client.log_artifact(self.run_id, str(path))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for k, v in tags.items():
