@@ -308,3 +308,21 @@ def test_eight_parallel_cells_on_one_sqlite_store_lose_no_run_and_no_metric(stor
             assert [m.step for m in sorted(client.get_metric_history(r.info.run_id, key), key=lambda m: m.step)] \
                 == list(range(1, 21)), key
         assert "test_acc" in r.data.metrics
+
+
+def test_variants_are_named_columns_built_from_a_scheduler_and_overrides(tmp_path):
+    from adaptive_lr.config import compose
+
+    extra = "variants: {sgd_fixed: [scheduler=fixed, optimizer=sgd, scheduler.adaptive=false]}\n"
+    grid = load_grid(str(write_grid(tmp_path / "tiny.yaml", schedulers="[heuristic, sgd_fixed]", extra=extra)))
+    variant = [c for c in grid.cells if c.scheduler == "sgd_fixed"]
+    assert [c.key for c in variant] == ["xor_clean/sgd_fixed/seed0", "xor_clean/sgd_fixed/seed1"]
+    cfg = compose(variant[0].overrides)
+    assert (cfg.scheduler.name, cfg.optimizer._target_, cfg.scheduler.policy._target_) == (
+        "sgd_fixed", "torch.optim.SGD", "adaptive_lr.schedulers.Fixed")
+
+    for bad, message in [("{v: [optimizer=sgd]}", "needs exactly one `scheduler=<config>`"),
+                         ("{fixed: [scheduler=fixed]}", "shadows the scheduler config")]:
+        write_grid(tmp_path / "bad.yaml", extra=f"variants: {bad}\n")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_grid(str(tmp_path / "bad.yaml"))

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from adaptive_lr.config import EXPERIMENTS_DIR, ConfigError, available, compose
 
 GRID_KEYS = ("name", "description", "tasks", "schedulers", "seeds", "overrides", "task_overrides",
-             "scheduler_overrides", "include", "tuning")
+             "scheduler_overrides", "variants", "include", "tuning")
 TUNING_KEYS = ("param", "values", "low", "high", "n", "method", "seeds", "sample_seed")
 PARENT_TAG = "grid_parent"
 
@@ -119,19 +119,36 @@ def _spec_cells(name: str, spec: dict[str, Any], grid_name: str, extra: Sequence
     unknown = set(spec) - set(GRID_KEYS)
     if unknown:
         raise ConfigError(f"experiment {name!r} has unknown keys {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
-    for group, key in (("task", "tasks"), ("scheduler", "schedulers")):
-        for choice in spec.get(key, []):
-            if choice not in available(group):
-                raise ConfigError(f"experiment {name!r}: unknown {group} {choice!r}; allowed: "
-                                  f"{', '.join(available(group))}")
+    # a variant is a named column of the comparison built from a scheduler config plus overrides, e.g. an
+    # optimizer under the fixed schedule: {rescaled_sgd: [scheduler=fixed, optimizer=rescaled_sgd]}
+    variants = {v: _variant(name, v, o) for v, o in spec.get("variants", {}).items()}
+    for choice in spec.get("tasks", []):
+        if choice not in available("task"):
+            raise ConfigError(f"experiment {name!r}: unknown task {choice!r}; allowed: {', '.join(available('task'))}")
+    for choice in spec.get("schedulers", []):
+        if choice not in variants and choice not in available("scheduler"):
+            raise ConfigError(f"experiment {name!r}: unknown scheduler {choice!r}; allowed: "
+                              f"{', '.join(available('scheduler'))} or a variant ({', '.join(variants) or 'none'})")
     common = [*spec.get("overrides", []), *extra]
     return [
         Cell(task, sched, int(seed),
-             (f"task={task}", f"scheduler={sched}", f"seed={seed}", f"experiment={grid_name}",
-              *spec.get("task_overrides", {}).get(task, []),
+             (f"task={task}", *variants.get(sched, (f"scheduler={sched}",)), f"seed={seed}",
+              f"experiment={grid_name}", *spec.get("task_overrides", {}).get(task, []),
               *spec.get("scheduler_overrides", {}).get(sched, []), *common))
         for task in spec.get("tasks", []) for sched in spec.get("schedulers", []) for seed in spec.get("seeds", [])
     ]
+
+
+def _variant(grid: str, name: str, overrides: Sequence[str]) -> tuple[str, ...]:
+    """`scheduler=<base>` first, then the variant's overrides, then its name as the scheduler label."""
+    base = [o for o in overrides if o.startswith("scheduler=")]
+    if len(base) != 1 or base[0].removeprefix("scheduler=") not in available("scheduler"):
+        raise ConfigError(f"experiment {grid!r}: variant {name!r} needs exactly one `scheduler=<config>` override "
+                          f"naming one of {', '.join(available('scheduler'))}; got {list(overrides)}")
+    if name in available("scheduler"):
+        raise ConfigError(f"experiment {grid!r}: variant {name!r} shadows the scheduler config of that name")
+    rest = [o for o in overrides if o not in base]
+    return (base[0], *rest, f"scheduler.name={name}")
 
 
 def load_grid(name: str, extra_overrides: Sequence[str] = (), _seen: tuple[str, ...] = ()) -> Grid:
@@ -159,10 +176,12 @@ def tune_cells(grid: Grid) -> list[Cell]:
     """Phase 1 of the tuning protocol: every (task, scheduler) x tuning value x tuning seed."""
     assert grid.tuning is not None
     t = grid.tuning
-    pairs = dict.fromkeys((c.task, c.scheduler, c.overrides[3:]) for c in grid.cells)  # keep order, drop seeds
+    def without_seed(cell: Cell) -> tuple[str, ...]:
+        return tuple(o for o in cell.overrides if o != f"seed={cell.seed}")
+
+    pairs = dict.fromkeys((c.task, c.scheduler, without_seed(c)) for c in grid.cells)  # keep order, drop seeds
     return [
-        Cell(task, sched, seed, (f"task={task}", f"scheduler={sched}", f"seed={seed}", *rest, f"{t.param}={value}"),
-             phase="tune")
+        Cell(task, sched, seed, (*rest, f"seed={seed}", f"{t.param}={value}"), phase="tune")
         for (task, sched, rest) in pairs for value in t.values for seed in t.seeds
     ]
 
