@@ -30,7 +30,8 @@ def _report(experiment: str, overrides: Sequence[str]) -> Path:
     from adaptive_lr.experiment import attach_report
 
     try:
-        report = write_report(experiment, uri, Path(cfg.paths.reports))
+        report = write_report(experiment, uri, Path(cfg.paths.reports), tau_max=cfg.report.tau_max,
+                              alpha=cfg.report.alpha)
     except NoRunsError as err:  # nothing to report is bad input: one `error:` line and exit 2, not a traceback
         raise ConfigError(str(err)) from err
     attach_report(experiment, uri, report.parent)  # also in the MLflow UI, on the grid's parent run

@@ -31,7 +31,7 @@ class RunResult:
 def config_hash(cfg: DictConfig) -> str:
     """Identity of what a run computes: the resolved config without paths, experiment name or logging knobs."""
     data = to_container(cfg)
-    for key in ("paths", "experiment", "logger", "data_dir"):
+    for key in ("paths", "experiment", "logger", "data_dir", "report"):
         data.pop(key, None)
     for key in ("data_dir", "cache_dir"):  # where the data lives does not change what a run computes
         data.get("data", {}).pop(key, None)

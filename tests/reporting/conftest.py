@@ -1,127 +1,16 @@
-"""A temporary MLflow store holding synthetic runs logged exactly per the training-side logging contract.
-
-Experiment "demo", two tasks, 3 seeds (0, 1, 2) per task x scheduler:
-- digits (acc, max, threshold 0.9, 5 epochs, 4 steps/epoch): fixed, cosine (baselines), heuristic (adaptive);
-  plus one FAILED heuristic run (seed 3) with an `error` tag.
-- xor_clean (mse, min, threshold 0.1, 4 epochs, 2 steps/epoch): fixed (baseline), heuristic (adaptive) whose
-  seed 2 diverges (NaN from epoch 3); plus one fixed run (seed 3) left RUNNING.
-train_<metric> is val + 0.05 (acc) or val - 0.02 (mse); test_<metric> is final val - 0.01.
-"""
+"""The session's synthetic MLflow store (contents: fake_store.py)."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
+from fake_store import build
 
-NAN = math.nan
-VAL_LOSS_SMOOTH = [1.0, 0.8, 0.7, 0.65, 0.6]
-VAL_LOSS_HALVING = [1.0, 0.5, 0.25, 0.125]
-
-TASKS = {
-    "digits": dict(
-        metric="acc", mode="max", threshold="0.9", max_epochs=5, steps_per_epoch=4, train_offset=0.05
-    ),
-    "xor_clean": dict(
-        metric="mse", mode="min", threshold="0.1", max_epochs=4, steps_per_epoch=2, train_offset=-0.02
-    ),
-}
-# (task, scheduler, adaptive) -> per seed: (val metric curve, val_loss curve)
-CURVES = {
-    ("digits", "fixed", False): [
-        ([0.5, 0.7, 0.85, 0.88, 0.89], VAL_LOSS_SMOOTH),  # never reaches 0.9
-        ([0.6, 0.8, 0.9, 0.92, 0.91], VAL_LOSS_SMOOTH),  # epoch 3 (exactly 0.9)
-        ([0.7, 0.9, 0.93, 0.94, 0.95], VAL_LOSS_SMOOTH),  # epoch 2
-    ],
-    ("digits", "cosine", False): [([0.6, 0.85, 0.9, 0.93, 0.94], VAL_LOSS_SMOOTH)] * 3,
-    ("digits", "heuristic", True): [
-        ([0.6, 0.85, 0.92, 0.95, 0.96], [1.0, 0.6, 0.4, 0.3, 0.3]),
-        ([0.7, 0.9, 0.94, 0.96, 0.97], [1.0, 0.6, 0.4, 0.3, 0.3]),
-        ([0.8, 0.91, 0.95, 0.97, 0.98], [1.0, 0.6, 0.4, 0.3, 0.3]),
-    ],
-    ("xor_clean", "fixed", False): [
-        ([0.5, 0.3, 0.2, 0.15], VAL_LOSS_HALVING),  # never reaches 0.1
-        ([0.4, 0.2, 0.1, 0.08], VAL_LOSS_HALVING),  # epoch 3 (exactly 0.1)
-        ([0.3, 0.1, 0.05, 0.04], VAL_LOSS_HALVING),  # epoch 2
-    ],
-    ("xor_clean", "heuristic", True): [
-        ([0.4, 0.1, 0.05, 0.02], VAL_LOSS_HALVING),
-        ([0.3, 0.09, 0.04, 0.03], VAL_LOSS_HALVING),
-        ([0.5, 0.3, NAN, NAN], [1.0, 0.8, NAN, NAN]),  # diverges
-    ],
-}
-
-
-def log_run(
-    client, experiment_id, task, scheduler, adaptive, seed, val, val_loss, status="FINISHED", error=None
-):
-    """Log one run per the contract; returns its run id."""
-    from mlflow.entities import Metric, RunTag
-
-    spec = TASKS[task]
-    m, spe = spec["metric"], spec["steps_per_epoch"]
-    run = client.create_run(experiment_id, run_name=f"{task}-{scheduler}-{seed}")
-    run_id = run.info.run_id
-    tags = {
-        "experiment": "demo", "task": task, "scheduler": scheduler, "seed": str(seed), "metric": m,
-        "metric_mode": spec["mode"], "threshold": spec["threshold"], "max_epochs": str(spec["max_epochs"]),
-        "steps_per_epoch": str(spe), "adaptive": str(adaptive).lower(), "run_dir": f"/runs/{run_id}",
-    }  # fmt: skip
-    if error:
-        tags["error"] = error
-    ts = 1_700_000_000_000
-    metrics = []
-    for epoch, (v, loss) in enumerate(zip(val, val_loss, strict=False), start=1):
-        lr = 0.1 * (0.5 ** (epoch - 1) if adaptive else 1.0)
-        for name, value in [
-            (f"val_{m}", v), (f"train_{m}", v + spec["train_offset"]), ("val_loss", loss),
-            ("train_loss", loss * 0.9), ("epoch_time_s", 1.5 * epoch), ("epoch_lr", lr),
-        ]:  # fmt: skip
-            metrics.append(Metric(name, value, ts + epoch, epoch))
-        for step in range((epoch - 1) * spe + 1, epoch * spe + 1, 2):  # `lr` every 2 optimizer steps
-            metrics.append(Metric("lr", lr, ts + step, step))
-    if adaptive:  # controller decisions; 99 is not in the action table
-        for step, code, factor in [(spe, 0, 1.0), (2 * spe, 3, 0.5), (3 * spe, 99, 1.0)]:
-            metrics += [
-                Metric("controller_action", code, ts, step),
-                Metric("controller_factor", factor, ts, step),
-            ]
-    if status == "FINISHED":
-        metrics += [Metric(f"test_{m}", val[-1] - 0.01, ts, 0), Metric("test_loss", val_loss[-1], ts, 0)]
-    client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
-    if status != "RUNNING":
-        client.set_terminated(run_id, status=status)
-    return run_id
+from store_support import seed_store
 
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory):
-    """(tracking_uri, {"failed": run_id, "running": run_id}) of the synthetic "demo" store."""
-    from mlflow.tracking import MlflowClient
-
-    root = tmp_path_factory.mktemp("mlruns")
-    uri = f"sqlite:///{root}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("demo", artifact_location=(root / "artifacts").as_uri())
-    for (task, scheduler, adaptive), seeds in CURVES.items():
-        for seed, (val, val_loss) in enumerate(seeds):
-            log_run(client, exp, task, scheduler, adaptive, seed, val, val_loss)
-    special = {
-        "failed": log_run(
-            client,
-            exp,
-            "digits",
-            "heuristic",
-            True,
-            3,
-            [0.5, 0.6],
-            [1.0, 0.9],
-            status="FAILED",
-            error="CUDA out of memory | at step 12",
-        ),  # fmt: skip
-        "running": log_run(client, exp, "xor_clean", "fixed", False, 3, [0.5], [1.0], status="RUNNING"),
-    }
-    failed_only = client.create_experiment("only_failed", artifact_location=(root / "of").as_uri())
-    log_run(client, failed_only, "digits", "fixed", False, 0, [0.5], [1.0], status="FAILED")
-    client.create_experiment("empty", artifact_location=(root / "empty").as_uri())
-    return uri, special
+    """(tracking_uri, {"failed", "running", "tune_finished", "tune_failed": run_id}) of the fake store."""
+    root = tmp_path_factory.mktemp("reporting_home")
+    seed_store(root, tmp_path_factory)  # a copy of the session's migrated empty store: no migrations here
+    return build(root / "mlruns")

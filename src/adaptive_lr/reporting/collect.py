@@ -2,11 +2,16 @@
 
 Reads exactly what the training side logs (one MLflow experiment per grid, one run per task x scheduler x
 seed): tags (task, scheduler, seed, metric, metric_mode, threshold, max_epochs, steps_per_epoch, adaptive,
-run_dir, error), epoch-indexed metrics (step = epoch), step-indexed `lr` / `controller_*` (step = global
-optimizer step) and the final `test_*` values. Nothing is retrained and nothing is written back.
+run_dir, error, diverged; the grid's phase and tuning_budget; provenance: git_commit, data_checksum, host,
+cpu_count, torch_version, python_version, device), epoch-indexed metrics (step = epoch), step-indexed `lr` /
+`controller_*` (step = global optimizer step) and the final `test_*` values. Nothing is retrained and nothing
+is written back.
 
-Histories are fetched for FINISHED runs only, one `get_metric_history` call per run per metric that the run
-actually logged (the run's latest-value dict tells which exist).
+Result runs are the FINISHED runs that are not `phase=tune`: a grid with a tuning protocol first runs tune
+runs (phase `tune`), then reruns the chosen setting (phase `final`); only the final runs are results, a run
+without a phase tag counts as final (as the grid's resume logic reads it). Histories are fetched for result
+runs only, one `get_metric_history` call per run per metric that the run actually logged (the run's
+latest-value dict tells which exist).
 """
 
 from __future__ import annotations
@@ -21,14 +26,20 @@ import pandas as pd
 from adaptive_lr.schedulers.base import ACTIONS as POLICY_ACTIONS
 
 FINISHED = "FINISHED"
-EPOCH_METRICS = ("train_loss", "val_loss", "epoch_time_s", "epoch_lr")  # plus train_<metric>, val_<metric>
+# epoch-indexed metrics read from every run, besides its train_<metric> and val_<metric>
+EPOCH_METRICS = ("train_loss", "val_loss", "epoch_time_s", "epoch_lr", "nonfinite_steps")
 # code -> name, inverted from the one table the controllers log with (so a new action is never "unknown" here)
 ACTIONS = {code: name for name, code in POLICY_ACTIONS.items()}
 _PAGE_SIZE = 1000
+TUNE = "tune"
+PROVENANCE_TAGS = (
+    "git_commit", "data_checksum", "host", "cpu_count", "torch_version", "python_version", "device",
+)  # fmt: skip
 
 RUN_COLUMNS = [
     "run_id", "run_name", "status", "task", "scheduler", "seed", "adaptive", "metric", "mode", "threshold",
     "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "test_baseline", "warm_start", "error", "run_dir",
+    "diverged_tag", "phase", "tuning_budget", *PROVENANCE_TAGS,
 ]  # fmt: skip
 
 
@@ -40,10 +51,11 @@ class NoRunsError(LookupError):
 class RunData:
     """Everything a report needs from one experiment, as tidy frames.
 
-    runs:    one row per run of any status (RUN_COLUMNS), sorted by task, scheduler, seed, run_id.
-    epochs:  long frame run_id, epoch, name, value for the epoch-indexed metrics of FINISHED runs.
-    lr:      run_id, step, value of the step-indexed `lr` of FINISHED runs.
-    actions: run_id, step, code, action, factor of the controller decisions of FINISHED runs.
+    runs:    one row per run of any status and phase (RUN_COLUMNS), sorted by task, scheduler, seed, phase,
+             run_id; missing tags read as "" (text), NaN (numbers) or None (integers).
+    epochs:  long frame run_id, epoch, name, value for the epoch-indexed metrics of the result runs.
+    lr:      run_id, step, value of the step-indexed `lr` of the result runs.
+    actions: run_id, step, code, action, factor of the controller decisions of the result runs.
     """
 
     experiment: str
@@ -55,12 +67,23 @@ class RunData:
 
     @property
     def finished(self) -> pd.DataFrame:
-        return self.runs[self.runs["status"] == FINISHED]
+        """The result runs: FINISHED and not phase=tune."""
+        return self.runs[(self.runs["status"] == FINISHED) & (self.runs["phase"] != TUNE)]
 
     @property
     def unfinished(self) -> pd.DataFrame:
-        """FAILED, RUNNING, KILLED (anything not FINISHED): excluded from results, listed in the report."""
+        """FAILED, RUNNING, KILLED (not FINISHED, any phase): excluded from results, listed in the report."""
         return self.runs[self.runs["status"] != FINISHED]
+
+    @property
+    def tune(self) -> pd.DataFrame:
+        """Runs of the tuning phase (any status): they chose the final runs' settings, never results."""
+        return self.runs[self.runs["phase"] == TUNE]
+
+    @property
+    def has_phases(self) -> bool:
+        """True when any run carries a `phase` tag (a grid with a tuning protocol)."""
+        return bool((self.runs["phase"] != "").any())
 
 
 def action_name(code: float) -> str:
@@ -82,16 +105,21 @@ def load_runs(experiment: str, tracking_uri: str) -> RunData:
     mlflow_runs = [r for r in _search_all(client, found.experiment_id) if not r.data.tags.get("grid_parent")]
     runs = pd.DataFrame([_run_row(r) for r in mlflow_runs], columns=RUN_COLUMNS)
     runs = runs.astype({"seed": "Int64", "max_epochs": "Int64", "steps_per_epoch": "Int64", "adaptive": bool})
-    runs = runs.sort_values(["task", "scheduler", "seed", "run_id"], kind="stable").reset_index(drop=True)
-    if not (runs["status"] == FINISHED).any():
+    order = ["task", "scheduler", "seed", "phase", "run_id"]
+    runs = runs.sort_values(order, kind="stable").reset_index(drop=True)
+    finished = (runs["status"] == FINISHED) & (runs["phase"] != TUNE)
+    if not finished.any():
+        tune = int((runs["phase"] == TUNE).sum())
+        tuning = f", {tune} tune-phase runs, never results" if tune else ""
         raise NoRunsError(
             f"experiment {experiment!r} in tracking store {tracking_uri!r} has no FINISHED runs "
-            f"({len(runs)} runs in other states)"
+            f"({len(runs) - tune} runs in other states{tuning})"
         )
 
+    results = set(runs.loc[finished, "run_id"])
     epoch_rows, lr_rows, action_rows = [], [], []
     for run in mlflow_runs:
-        if run.info.status != FINISHED:
+        if run.info.run_id not in results:
             continue
         run_id, logged = run.info.run_id, run.data.metrics.keys()
         metric = run.data.tags.get("metric", "")
@@ -161,6 +189,10 @@ def _run_row(run: Any) -> dict[str, Any]:
         "warm_start": tags.get("warm_start", ""),
         "error": tags.get("error", ""),
         "run_dir": tags.get("run_dir", ""),
+        "diverged_tag": tags.get("diverged", "").strip().lower() == "true",  # the runner's own verdict
+        "phase": tags.get("phase", ""),
+        "tuning_budget": tags.get("tuning_budget", ""),
+        **{name: tags.get(name, "") for name in PROVENANCE_TAGS},
     }
 
 

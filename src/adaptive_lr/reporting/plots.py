@@ -1,0 +1,170 @@
+"""The report's PNGs, drawn from the frames of `collect.RunData` and the summary: one file per function.
+
+Figures are built with `matplotlib.figure.Figure` (Agg canvas, no pyplot global state) and matplotlib is
+imported inside the functions, so importing the reporting package stays cheap. Every function returns the file
+name it wrote (relative to the report folder) or None when there is nothing to draw, and draws schedulers in
+sorted order with colors from `colors` (one color per scheduler across the whole report).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adaptive_lr.reporting.profiles import TAU_MAX, profile_scores, step_points
+
+FIGSIZE = (7, 4.5)
+DPI = 100
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "unnamed"
+
+
+def scheduler_colors(schedulers: list[str]) -> dict[str, str]:
+    return {s: f"C{i % 10}" for i, s in enumerate(sorted(set(schedulers)))}
+
+
+def validation_curves(
+    task: str,
+    runs: pd.DataFrame,
+    epochs: pd.DataFrame,
+    summary: pd.DataFrame,
+    colors: dict[str, str],
+    out: Path,
+) -> str | None:
+    """Val metric per scheduler: mean over seeds with a shaded mean ± sample std band; threshold dashed.
+
+    At each epoch mean and std use the seeds with a finite value there (a diverged seed drops out of later
+    epochs; the legend counts diverged seeds); one seed gives no band."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    metric, threshold = runs["metric"].iloc[0], runs["threshold"].iloc[0]
+    diverged = summary.set_index("scheduler")["n_diverged"]
+    val = epochs[(epochs["name"] == f"val_{metric}") & epochs["run_id"].isin(runs["run_id"])]
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    drawn = False
+    for scheduler, group in runs.groupby("scheduler", sort=True):
+        wide = val[val["run_id"].isin(group["run_id"])].pivot(index="epoch", columns="run_id", values="value")
+        if wide.empty:
+            continue
+        wide = wide.where(np.isfinite(wide))
+        mean, std = wide.mean(axis=1), wide.std(axis=1, ddof=1)
+        note = f", {diverged[scheduler]} diverged" if diverged.get(scheduler, 0) else ""
+        color = colors[scheduler]
+        ax.plot(wide.index, mean, color=color, label=f"{scheduler} (n={wide.shape[1]}{note})")
+        ax.fill_between(wide.index, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        drawn = True
+    if not drawn:
+        return None
+    if math.isfinite(threshold):
+        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set(xlabel="epoch", ylabel=f"val {metric}", title=f"{task}: val {metric}, mean over seeds ± std band")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    name = f"{slug(task)}_val_{slug(metric)}.png"
+    fig.savefig(out / name, dpi=DPI)
+    return name
+
+
+def lr_trajectories(
+    task: str, runs: pd.DataFrame, lr: pd.DataFrame, colors: dict[str, str], out: Path
+) -> str | None:
+    """LR of every run: x = global step / steps_per_epoch, log y (non-positive LR dropped)."""
+    from matplotlib.figure import Figure
+
+    lr = lr.merge(runs[["run_id", "scheduler", "steps_per_epoch"]], on="run_id")
+    lr = lr[(lr["value"] > 0) & (lr["steps_per_epoch"].fillna(0) > 0)]
+    if lr.empty:
+        return None
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    labelled = set()
+    for (scheduler, _), points in lr.groupby(["scheduler", "run_id"], sort=True):
+        label = None if scheduler in labelled else scheduler
+        labelled.add(scheduler)
+        x = points["step"] / points["steps_per_epoch"].astype(float)
+        ax.plot(x, points["value"], color=colors[scheduler], alpha=0.7, linewidth=1, label=label)
+    ax.set_yscale("log")
+    ax.set(
+        xlabel="epoch (global step / steps per epoch)", ylabel="learning rate", title=f"{task}: LR, every run"
+    )
+    ax.legend()
+    name = f"{slug(task)}_lr.png"
+    fig.savefig(out / name, dpi=DPI)
+    return name
+
+
+def controller_actions(
+    task: str, runs: pd.DataFrame, actions: pd.DataFrame, colors: dict[str, str], out: Path
+) -> str | None:
+    """Controller decisions over time: one panel per scheduler that logged `controller_action`, x = epoch
+    (global step / steps_per_epoch), y = action name (with its count over all seeds); seeds sit at small
+    vertical offsets so that they do not hide each other."""
+    from matplotlib.figure import Figure
+
+    points = actions.merge(runs[["run_id", "scheduler", "seed", "steps_per_epoch"]], on="run_id")
+    points = points[points["steps_per_epoch"].fillna(0) > 0]
+    if points.empty:
+        return None
+    codes = sorted(points["code"].dropna().unique())
+    names = points.drop_duplicates("code").set_index("code")["action"]
+    rows = {code: i for i, code in enumerate(codes)}
+    panels = sorted(points["scheduler"].unique())
+    fig = Figure(figsize=(FIGSIZE[0], 1.5 + 0.35 * len(codes) * len(panels) + 0.6 * len(panels)))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, scheduler in zip(axes, panels, strict=True):
+        mine = points[points["scheduler"] == scheduler]
+        seeds = sorted(mine["seed"].dropna().unique())
+        spread = 0.5 / max(len(seeds), 1)
+        for k, (_, group) in enumerate(mine.groupby("seed", sort=True, dropna=False)):
+            offset = (k - (len(seeds) - 1) / 2) * spread
+            y = group["code"].map(rows).astype(float) + offset
+            ax.scatter(group["step"] / group["steps_per_epoch"].astype(float), y, s=60, marker="|",
+                       color=colors[scheduler], alpha=0.8)  # fmt: skip
+        counts = mine["code"].value_counts()
+        ax.set_yticks(range(len(codes)), [f"{names[c]} ({int(counts.get(c, 0))})" for c in codes])
+        ax.set_ylim(-0.6, len(codes) - 0.4)
+        ax.set_title(f"{scheduler} ({len(seeds)} seeds)", fontsize=9, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("epoch (global step / steps per epoch)")
+    fig.suptitle(f"{task}: controller actions per decision (count over seeds)")
+    fig.tight_layout()
+    name = f"{slug(task)}_actions.png"
+    fig.savefig(out / name, dpi=DPI)
+    return name
+
+
+def performance_profile(
+    ratios: pd.DataFrame, colors: dict[str, str], out: Path, tau_max: float = TAU_MAX
+) -> str:
+    """Step curves rho_s(tau) over [1, tau_max] (log-2 x axis), one per scheduler; scores in the legend."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
+
+    scores = profile_scores(ratios, tau_max)
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    for scheduler in sorted(ratios.columns):
+        taus, rho = step_points(ratios[scheduler], tau_max)
+        ax.step(taus, rho, where="post", color=colors[scheduler], linewidth=1.5, alpha=0.85,
+                label=f"{scheduler} (score {scores[scheduler]:.3f})")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlim(1, tau_max)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set(
+        xlabel="tau (time to target / fastest scheduler's)",
+        ylabel="fraction of tasks within tau",
+        title=f"Performance profile over {len(ratios)} task(s), wall-clock to threshold",
+    )
+    ax.legend(loc="lower right")
+    name = "performance_profile.png"
+    fig.savefig(out / name, dpi=DPI)
+    return name
