@@ -3,6 +3,7 @@
 from adaptive_lr.schedulers.base import ACTIONS, Decision, LRPolicy, Observation, PolicyConfigError
 from adaptive_lr.schedulers.baselines import Cosine, Fixed, StepDecay, Warmup
 from adaptive_lr.schedulers.heuristic import Heuristic
+from adaptive_lr.schedulers.rl import QLearning, ThompsonBandit
 from adaptive_lr.schedulers.torch_wrapper import PolicyLR
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "Observation",
     "PolicyConfigError",
     "PolicyLR",
+    "QLearning",
     "StepDecay",
+    "ThompsonBandit",
     "Warmup",
 ]
