@@ -21,6 +21,8 @@ from adaptive_lr.callbacks import LRControl, LRControlConfigError
 from adaptive_lr.data.xor import XORDataModule
 from adaptive_lr.models.mlp import MLP
 from adaptive_lr.schedulers import ACTIONS, Cosine, Fixed, Heuristic, StepDecay, Warmup
+from adaptive_lr.schedulers.hypergradient import Hypergradient
+from adaptive_lr.schedulers.line_search import LineSearch
 from adaptive_lr.tasks import ClassificationTask
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # a Lightning/torch deprecation, not ours
@@ -432,3 +434,140 @@ def test_resume_from_a_checkpoint_written_at_validation_end(tmp_path: Path):
     _, resumed = fit(resumed_control, max_epochs=6, ckpt_path=str(tmp_path / "last.ckpt"), lr=RESUME_LR)
     assert first.step_lrs + resumed.step_lrs == full.step_lrs
     assert resumed_control.policy.state_dict() == control.policy.state_dict()
+
+
+# -- 6) gradient-aware policies: hypergradient (before every step) and line search (probe batch) ---------------------
+def flat(tensors) -> torch.Tensor:
+    return torch.cat([t.detach().reshape(-1).double() for t in tensors])
+
+
+class StepTrace(Callback):
+    """Placed after LRControl: parameters before each step, and the gradient and LR that step used."""
+
+    def __init__(self) -> None:
+        self.before: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.before.append(flat(pl_module.parameters()))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.grads.append(flat(p.grad for p in pl_module.parameters()))
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_hypergradient_decides_before_every_step_by_the_textbook_rule():
+    beta, epochs = 0.05, 3
+    logger, trace = RecordingLogger(), StepTrace()
+    policy = Hypergradient(variant="additive", beta=beta, max_lr=10.0)  # the reference has no bounds
+    control = LRControl(policy, interval="step", log_every_n_steps=1000)
+    fit(control, max_epochs=epochs, extra=[trace], logger=logger, lr=RESUME_LR)
+    n = epochs * STEPS_PER_EPOCH
+    assert len(trace.lrs) == n
+    # the slow reference: lr_t = lr_{t-1} + beta * g_t . u_{t-1}, u_{t-1} = (theta_{t-1} - theta_t) / lr_{t-1}, where
+    # g_t is the gradient step t applies (recorded after it) and theta_t the parameters before it
+    expected, lr, u = [], RESUME_LR, torch.zeros_like(trace.grads[0])
+    for t in range(n):
+        lr = lr + beta * float(trace.grads[t] @ u)
+        expected.append(lr)
+        if t + 1 < n:
+            u = (trace.before[t] - trace.before[t + 1]) / trace.lrs[t]
+    assert trace.lrs == pytest.approx(expected, rel=1e-5)
+    assert trace.lrs[0] == RESUME_LR and len(set(trace.lrs)) == n  # u_0 = 0 keeps the base LR, then it moves
+    # every decision is logged, at the step count before its update
+    assert logger.steps_of("controller_action") == list(range(n))
+    assert logger.values_of("controller_action") == [float(ACTIONS["hypergradient"])] * n
+    assert logger.values_of("controller_hypergrad")[0] == 0.0
+    assert logger.values_of("controller_hypergrad")[1:] == pytest.approx(
+        [(b - a) / beta for a, b in itertools.pairwise(trace.lrs)], rel=1e-4
+    )
+    assert all(-1.0 <= c <= 1.0 for c in logger.values_of("controller_cos"))
+
+
+def test_line_search_probes_the_first_validation_batch_every_epoch():
+    epochs, factors = 4, [0.5, 1.0, 2.0]
+    logger = RecordingLogger()
+    control = LRControl(LineSearch(factors=factors, max_lr=0.5), log_every_n_steps=1000)
+    trainer, rec = fit(control, max_epochs=epochs, logger=logger, lr=RESUME_LR / 10)
+    assert logger.steps_of("controller_action") == [STEPS_PER_EPOCH * (e + 1) for e in range(epochs)]
+    assert logger.values_of("controller_action") == [float(ACTIONS["line_search"])] * epochs
+    assert logger.values_of("controller_probe_forwards_total") == [3.0 * (e + 1) for e in range(epochs)]
+    best = logger.values_of("controller_best_factor")
+    assert set(best) <= set(factors) and len(set(best)) > 1
+    lrs = rec.epoch_lrs() + [control.policy.lrs[0]]
+    assert lrs[1:] == pytest.approx([min(lr * f, 0.5) for lr, f in zip(lrs, best, strict=False)], rel=1e-12)
+    # the parameters were left at the kept candidate: its probe loss is the loss on the first validation batch now
+    batch = next(iter(trainer.datamodule.val_dataloader()))
+    assert trainer.lightning_module.probe_loss(batch) == logger.values_of("controller_probe_loss")[-1]
+
+
+def same_state(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+# (policy, LRControl arguments, epochs before the checkpoint, total epochs). Both checkpoints fall between two
+# decisions, where the anchor differs from the parameters: the hypergradient's is one step old, the line search
+# (every 2 epochs) checkpoints after epoch 3, one epoch after its last decision.
+GRADIENT_POLICIES = {
+    "hypergradient": (lambda: Hypergradient(variant="multiplicative", beta=0.2), {"interval": "step"}, 2, 4),
+    "line_search": (lambda: LineSearch(factors=[0.5, 1.0, 1.5]), {"interval": "epoch", "frequency": 2}, 3, 6),
+}
+
+
+@pytest.mark.parametrize("name", GRADIENT_POLICIES)
+def test_resumed_gradient_policy_run_matches_an_uninterrupted_one(tmp_path: Path, name: str):
+    make_policy, kwargs, stop_after, total = GRADIENT_POLICIES[name]
+    control = LRControl(make_policy(), **kwargs)
+    full_trainer, full = fit(control, max_epochs=total, lr=RESUME_LR / 4)
+    assert len(set(full.step_lrs)) > 1  # the trajectory moves
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    first_control = LRControl(make_policy(), **kwargs)
+    _, first = fit(first_control, max_epochs=stop_after, extra=[ckpt], enable_checkpointing=True, lr=RESUME_LR / 4)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)["callbacks"][first_control.state_key]
+    assert same_state(saved["policy"], first_control.policy.state_dict())
+    # the parameters the next decision measures from, which the checkpointed weights are not
+    assert not torch.equal(flat(saved["policy"]["anchor"][0]), flat(first_control.policy._groups[0]["params"]))
+
+    resumed_control = LRControl(make_policy(), **kwargs)
+    resumed_trainer, resumed = fit(
+        resumed_control, max_epochs=total, ckpt_path=str(tmp_path / "last.ckpt"), seed=123, lr=RESUME_LR / 4
+    )
+    assert first.step_lrs + resumed.step_lrs == full.step_lrs
+    assert same_state(resumed_control.policy.state_dict(), control.policy.state_dict())
+    full_params = flat(full_trainer.lightning_module.parameters())
+    assert torch.equal(flat(resumed_trainer.lightning_module.parameters()), full_params)
+
+
+def test_a_pre_step_policy_needs_the_step_interval():
+    with pytest.raises(LRControlConfigError, match=r"decides before every optimizer step.*'step', got 'epoch'"):
+        LRControl(Hypergradient(), interval="epoch")
+
+
+def test_a_probe_policy_needs_a_module_with_probe_loss():
+    control = LRControl(LineSearch())
+    with pytest.raises(LRControlConfigError, match="LineSearch needs a probe loss but Linear has no probe_loss"):
+        control.setup(None, torch.nn.Linear(1, 1), "fit")  # type: ignore[arg-type]
+
+
+def test_probe_loss_is_the_eval_mode_loss_and_leaves_the_module_as_it_was():
+    module = ClassificationTask(
+        torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Dropout(0.5), torch.nn.Linear(4, 1)),
+        functools.partial(torch.optim.SGD, lr=0.1),
+        torch.nn.BCEWithLogitsLoss(),
+    )
+    x, y = torch.randn(16, 2, generator=torch.Generator().manual_seed(0)), (torch.arange(16) % 2).float()[:, None]
+    module.train()
+    with torch.no_grad():
+        expected = float(torch.nn.functional.binary_cross_entropy_with_logits(module.model.eval()(x), y))
+    module.train()
+    assert module.probe_loss((x, y)) == expected == module.probe_loss((x, y))  # eval mode: dropout off
+    assert module.model.training and module.model[1].training
+    assert module._means["train"].compute() == {} and module._means["val"].compute() == {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import lightning as L
@@ -29,11 +31,20 @@ class LRControl(Callback):
       a metric: open-loop schedules never trigger a host sync), asks the policy for new LRs and writes them into
       every param group. Epoch decisions happen at the end of the epoch's final validation (so a checkpoint
       written at validation end already holds them), or at train-epoch end for epochs without validation.
-    - Under DDP the watched metrics are already reduced across ranks (the task logs them with `sync_dist=True`),
-      and the policy is deterministic given its observations and state, so every rank applies the same LR.
+    - Under DDP every rank decides on the same numbers: epoch metrics are reduced across ranks by the task, the
+      step loss by this callback, and probe losses are averaged; the policy is deterministic given its
+      observations and state (RNGs are seeded and checkpointed). Rank 0's LRs are broadcast at each decision, so
+      every rank applies the same LR even if a policy were not (see `_agree`).
     - It logs `lr` (and `lr/pg{i}` for further groups) every `log_every_n_steps` steps, and every controller
       decision as `controller_action` (code from `ACTIONS`) and `controller_factor`, to every attached logger.
     - Its state (the policy's state) goes into checkpoints under `state_key`.
+    - Policies that read parameters or gradients are bound to the optimizer at train start (after the reset, or
+      after the restore on resume) with `policy.bind(optimizer, probe)`. `probe` (only for `policy.needs_probe`)
+      returns `pl_module.probe_loss(batch)` on one fixed batch: the first batch of the validation dataloader, taken
+      once at train start and moved to the device.
+    - A policy that `decides_before_step` (it reads the gradient of the update its LR will scale) decides in
+      `on_before_optimizer_step`, when that gradient exists, instead of at batch end; it is step-interval only.
+      Such a decision is logged at the step count before the update.
     """
 
     def __init__(
@@ -52,9 +63,15 @@ class LRControl(Callback):
             raise LRControlConfigError(f"frequency must be a positive int, got {frequency!r}")
         if not (isinstance(log_every_n_steps, int) and log_every_n_steps >= 1):
             raise LRControlConfigError(f"log_every_n_steps must be a positive int, got {log_every_n_steps!r}")
+        if policy.decides_before_step and interval != "step":
+            raise LRControlConfigError(
+                f"{type(policy).__name__} decides before every optimizer step: interval must be 'step', "
+                f"got {interval!r}"
+            )
         self.policy, self.interval, self.frequency = policy, interval, frequency
         self.log_every_n_steps = log_every_n_steps
         self._restored = False
+        self._disagreed = False  # a DDP rank's policy chose other LRs than rank 0's (warned once)
         self._decided_epoch = 0  # last epoch (1-based) whose decision was made, so no epoch decides twice
 
     @property
@@ -68,7 +85,14 @@ class LRControl(Callback):
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit" or self.policy.monitor is None:
+        if stage != "fit":
+            return
+        if self.policy.needs_probe and not callable(getattr(pl_module, "probe_loss", None)):
+            raise LRControlConfigError(
+                f"{type(self.policy).__name__} needs a probe loss but {type(pl_module).__name__} has no "
+                "probe_loss(batch) method"
+            )
+        if self.policy.monitor is None:
             return
         logged = getattr(pl_module, "logged_metrics", None)
         if logged is None:
@@ -91,18 +115,53 @@ class LRControl(Callback):
         else:
             lrs = self.policy.reset([g.get("initial_lr", g["lr"]) for g in groups])
         self._apply(groups, lrs)
+        # one optimizer as it is; several as one list of groups, in the order the LRs are applied
+        optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else SimpleNamespace(param_groups=groups)
+        self.policy.bind(optimizer, self._probe(trainer, pl_module) if self.policy.needs_probe else None)
         self._log_lr(trainer)
+
+    @staticmethod
+    def _probe(trainer: L.Trainer, pl_module: L.LightningModule) -> Callable[[], float]:
+        """`probe_loss` on the first validation batch, taken once (a fixed batch: every probe sees the same data).
+
+        Under DDP each rank probes its own shard's first batch and the losses are averaged across ranks, so every
+        rank makes the same decision (their parameters are identical).
+        """
+        loaders = trainer.val_dataloaders
+        if isinstance(loaders, (list, tuple)):
+            loaders = loaders[0] if loaders else None
+        if loaders is None:
+            raise LRControlConfigError(
+                "a policy that needs_probe takes its probe batch from the validation dataloader, "
+                "but this fit has none"
+            )
+        batch = trainer.strategy.batch_to_device(next(iter(loaders)))
+
+        def probe() -> float:
+            loss = pl_module.probe_loss(batch)
+            if trainer.world_size > 1:  # one all-reduce per probe (a few per decision)
+                loss = float(trainer.strategy.reduce(torch.tensor(loss, device=pl_module.device), reduce_op="mean"))
+            return loss
+
+        return probe
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        # a pre-step policy: the gradients of this update exist, the parameters have not moved yet
+        if self.policy.decides_before_step and trainer.global_step % self.frequency == 0:
+            self._decide(trainer, Observation(step=trainer.global_step, epoch=trainer.current_epoch))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
-        if self.interval == "step" and step % self.frequency == 0:
+        if self.interval == "step" and step % self.frequency == 0 and not self.policy.decides_before_step:
             metrics: Mapping[str, float] = {}
             if self.policy.needs_metrics:
                 # host sync point, once per decision: the step loss of this batch plus whatever epoch metrics exist
                 metrics = self._metrics(trainer)
                 loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
                 if loss is not None:
+                    if trainer.world_size > 1:  # each rank saw its own batch: decide on their mean
+                        loss = trainer.strategy.reduce(loss.detach(), reduce_op="mean")
                     metrics = {**metrics, "train_loss_step": _as_float(loss)}
             self._decide(trainer, Observation(step=step, epoch=trainer.current_epoch, metrics=metrics))
         if step % self.log_every_n_steps == 0:
@@ -147,7 +206,7 @@ class LRControl(Callback):
     def _decide(self, trainer: L.Trainer, obs: Observation) -> None:
         if self.policy.monitor is not None and self.policy.monitor not in obs.metrics:
             return  # nothing measured yet at this point (e.g. a step decision before the first validation)
-        lrs = self.policy.observe(obs)
+        lrs = self._agree(trainer, self.policy.observe(obs))
         self._apply(self._param_groups(trainer), lrs)
         decision = self.policy.last_decision
         if decision is not None:
@@ -159,6 +218,24 @@ class LRControl(Callback):
             self._log(trainer, record)
         if self.interval == "epoch":
             self._log_lr(trainer)
+
+    def _agree(self, trainer: L.Trainer, lrs: list[float]) -> list[float]:
+        """Under DDP every rank applies rank 0's LRs (one broadcast per decision).
+
+        Ranks decide on the same reduced metrics with the same policy state, so they already agree; the broadcast
+        guarantees it even for a policy that is not deterministic across processes, and such a disagreement is
+        reported once, since the policy's own state on that rank has then drifted from rank 0's.
+        """
+        if trainer.world_size <= 1:
+            return lrs
+        chosen = [float(lr) for lr in trainer.strategy.broadcast(list(lrs), src=0)]
+        if chosen != lrs and not self._disagreed:
+            self._disagreed = True
+            warnings.warn(f"rank {trainer.global_rank}: {type(self.policy).__name__} chose LRs {lrs} but rank 0 "
+                          f"chose {chosen}; applying rank 0's (the policy is not deterministic across ranks)",
+                          stacklevel=2)
+        self.policy.lrs = list(chosen)
+        return chosen
 
     def _log_lr(self, trainer: L.Trainer) -> None:
         lrs = [g["lr"] for g in self._param_groups(trainer)]

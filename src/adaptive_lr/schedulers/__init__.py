@@ -3,6 +3,8 @@
 from adaptive_lr.schedulers.base import ACTIONS, Decision, LRPolicy, Observation, PolicyConfigError
 from adaptive_lr.schedulers.baselines import Cosine, Fixed, StepDecay, Warmup
 from adaptive_lr.schedulers.heuristic import Heuristic
+from adaptive_lr.schedulers.hypergradient import Hypergradient
+from adaptive_lr.schedulers.line_search import LineSearch
 from adaptive_lr.schedulers.rl import QLearning, ThompsonBandit
 from adaptive_lr.schedulers.torch_wrapper import PolicyLR
 
@@ -12,7 +14,9 @@ __all__ = [
     "Decision",
     "Fixed",
     "Heuristic",
+    "Hypergradient",
     "LRPolicy",
+    "LineSearch",
     "Observation",
     "PolicyConfigError",
     "PolicyLR",

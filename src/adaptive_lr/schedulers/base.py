@@ -5,6 +5,10 @@ rate per parameter group. It never sees a Trainer or an optimizer; the Lightning
 (`adaptive_lr.callbacks.LRControl`) and the plain-PyTorch wrapper (`adaptive_lr.schedulers.PolicyLR`) both drive
 it through `reset` and `observe`.
 
+Gradient-aware policies (hypergradient, line search) also read parameters: the drivers hand them the optimizer
+once through `bind(optimizer, probe)` (after `reset`, and again after a restored state), and the policy keeps a
+handle to `optimizer.param_groups`. Such a policy is still pure: torch tensors in, learning rates out.
+
 Time is counted in *ticks*: one tick per `observe` call. Whoever drives the policy decides whether a tick is an
 optimizer step or an epoch, exactly like `torch.optim.lr_scheduler` where `step()` may be called per batch or per
 epoch.
@@ -14,9 +18,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
 
 Mode = Literal["min", "max"]
 
@@ -117,6 +124,11 @@ class LRPolicy:
     monitor: str | None = None
     #: whether larger or smaller values of `monitor` are better
     mode: Mode = "min"
+    #: True: `bind` must receive a `probe` (loss of the current parameters on a fixed held-out batch)
+    needs_probe: bool = False
+    #: True: the policy reads the gradient of the update about to be taken, so a step-interval driver calls
+    #: `observe` just before each optimizer update (gradients present) instead of just after it
+    decides_before_step: bool = False
 
     def __init__(self) -> None:
         self.base_lrs: list[float] = []
@@ -130,6 +142,14 @@ class LRPolicy:
         return self.monitor is not None
 
     # -- driving -------------------------------------------------------------------------------------------------
+    def bind(self, optimizer: Optimizer, probe: Callable[[], float] | None = None) -> None:
+        """Hand the policy the optimizer whose parameters it may read (anything with `param_groups` will do).
+
+        Drivers call it after `reset` and again after `load_state_dict`, so a policy moves restored tensors to its
+        parameters' devices here. `probe()` returns the loss (float) of the current parameters on a fixed held-out
+        batch; drivers pass one when `needs_probe`. Open-loop and metric-only policies ignore both: no-op.
+        """
+
     def reset(self, base_lrs: Sequence[float]) -> list[float]:
         """Start a fresh trajectory from the optimizer's initial LRs; returns the LRs for tick 0."""
         self.base_lrs = [require_positive("base lr", lr) for lr in base_lrs]

@@ -87,8 +87,8 @@ class Warmup(LRPolicy):
     `torch.optim.lr_scheduler.LinearLR(start_factor, end_factor=1.0, total_iters=warmup)`.
 
     The inner policy sees every observation, from tick 1, as if it ran alone; only its output is scaled, so a
-    feedback controller's clamping bounds apply before the warmup factor. `monitor`, `mode`, `needs_metrics` and
-    `last_decision` are the inner policy's (its `Decision` keeps the inner, unscaled LRs; the applied ones are in
+    feedback controller's clamping bounds apply before the warmup factor. `monitor`, `mode`, `needs_metrics`, `needs_probe`,
+    `decides_before_step`, `bind` and `last_decision` are the inner policy's (its `Decision` keeps the inner, unscaled LRs; the applied ones are in
     `lrs`).
     """
 
@@ -107,6 +107,17 @@ class Warmup(LRPolicy):
     @property
     def mode(self):  # type: ignore[override]
         return self.policy.mode
+
+    @property
+    def needs_probe(self) -> bool:  # type: ignore[override]
+        return self.policy.needs_probe
+
+    @property
+    def decides_before_step(self) -> bool:  # type: ignore[override]
+        return self.policy.decides_before_step
+
+    def bind(self, optimizer: Any, probe: Any = None) -> None:
+        self.policy.bind(optimizer, probe)
 
     def factor(self, t: int) -> float:
         return self.start_factor + (1.0 - self.start_factor) * min(t, self.warmup) / self.warmup

@@ -6,12 +6,22 @@
         sched.step(validate(...))      # a float is the value of `policy.monitor`, like ReduceLROnPlateau
         # or sched.step({"val_loss": ..., "val_acc": ...}), or sched.step() for open-loop policies
 
-Lightning runs go through the `LRControl` callback instead; both call the same `reset` / `observe`.
+A policy that reads parameters or gradients (`Hypergradient`, `LineSearch`) is bound to the optimizer at
+construction, with `probe` (a zero-argument callable returning the held-out probe loss) when it `needs_probe`:
+
+    sched = PolicyLR(optimizer, LineSearch(), probe=lambda: float(loss_fn(model(x_probe), y_probe)))
+
+A policy that `decides_before_step` (hypergradient) needs the gradient of the update its LR will scale, so it
+is stepped between `backward` and the update:
+
+    loss.backward(); sched.step(); optimizer.step()
+
+Lightning runs go through the `LRControl` callback instead; both call the same `reset` / `bind` / `observe`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, SupportsFloat
 
 import torch
@@ -34,10 +44,11 @@ class PolicyLR(LRScheduler):
 
     Like `ReduceLROnPlateau` it does not run `LRScheduler.__init__` (no initial `step()`, no optimizer patching).
     Construction resets the policy from each group's `initial_lr` (set to the group's `lr` when absent, as torch
-    schedulers do) and writes the tick-0 LRs into the groups. `last_epoch` counts `step()` calls, i.e. ticks.
+    schedulers do), binds it to the optimizer (and `probe`) and writes the tick-0 LRs into the groups. `last_epoch`
+    counts `step()` calls, i.e. ticks. `load_state_dict` binds again, so a restored policy sees these parameters.
     """
 
-    def __init__(self, optimizer: Optimizer, policy: LRPolicy) -> None:
+    def __init__(self, optimizer: Optimizer, policy: LRPolicy, probe: Callable[[], float] | None = None) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
         if not isinstance(policy, LRPolicy):
@@ -47,8 +58,13 @@ class PolicyLR(LRScheduler):
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", float(group["lr"]))
         self.base_lrs = [float(group["initial_lr"]) for group in optimizer.param_groups]
+        if policy.needs_probe and probe is None:
+            raise ValueError(f"{type(policy).__name__} needs a probe: PolicyLR(optimizer, policy, probe=...)")
+        self.probe = probe
         self.last_epoch = 0
-        self._apply(policy.reset(self.base_lrs))
+        lrs = policy.reset(self.base_lrs)
+        policy.bind(optimizer, probe)
+        self._apply(lrs)
 
     def _apply(self, lrs: list[float]) -> None:
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
@@ -98,6 +114,7 @@ class PolicyLR(LRScheduler):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore the policy and write its LRs into the groups (so optimizer and scheduler load in any order)."""
         self.policy.load_state_dict(state_dict["policy"])
+        self.policy.bind(self.optimizer, self.probe)
         self.last_epoch = int(state_dict["last_epoch"])
         self.base_lrs = list(state_dict["base_lrs"])
         self._apply(list(self.policy.lrs))

@@ -1,0 +1,214 @@
+"""Hypergradient descent (Baydin et al. 2018, "Online learning rate adaptation with hypergradient descent").
+
+The loss after an update depends on the LR through the parameters, so the LR has a gradient too. With `u` the
+direction of the previous update (`theta_before - theta_after = lr * u`) and `g` the gradient about to be applied,
+`d loss / d lr = -g . u`: when the new gradient still points along the last update a larger LR would have helped, so
+the LR grows; when it points back (overshoot), the LR shrinks. This module records `hypergrad = g . u` (the
+negative of `d loss / d lr`, so positive means "raise") and offers two rules, chosen once by `variant`:
+
+  additive        lr <- lr + beta * (g . u)              SGD-HD / Adam-HD of the paper; beta is in LR units
+  multiplicative  lr <- lr * (1 + beta * cos(g, u))      the paper's normalised variant; beta is scale-free
+
+Design:
+1) Generic over optimizers: `u` is not derived from the optimizer's formula but measured, as the displacement of
+   the parameters since the previous decision divided by the LR in force: `u = (anchor - theta) / lr`. For plain
+   SGD that is the previous gradient, for Adam `m_hat / (sqrt(v_hat) + eps)`: exactly the paper's SGD-HD and Adam-HD
+   directions, and momentum or weight decay are included as they were applied. The policy keeps one param-sized
+   `anchor`: the parameters at the last decision (or at `bind`, where the first decision then sees `u = 0` and
+   keeps the LR, like the paper's `u_0 = 0`).
+2) Timing: `g` must be the gradient of the update that the new LR scales, so the policy decides *before* each
+   update (`decides_before_step = True`): `LRControl` calls `observe` from `on_before_optimizer_step`, and a plain
+   loop calls `sched.step()` between `loss.backward()` and `optimizer.step()`. Deciding after the update (at
+   `on_train_batch_end`, where the gradient is the one the update already used) would apply every hypergradient
+   one step late, to a different gradient.
+3) With a decision every k > 1 updates the anchor is k updates old and `u` is the sum of the last k directions.
+4) Each param group has its own LR and hypergradient (sums over the group's parameters). The products run on the
+   device; one host sync per decision reads every group's three sums at once.
+5) Resume: the anchor is part of `state_dict` (cloned tensors), so a restored run computes the same next `u`;
+   drivers call `bind` again after `load_state_dict`, which moves the anchor to the parameters' devices.
+
+`AnchoredPolicy`, the shared part (bound param groups, the anchor and its persistence, LR bounds), is also the base
+of `adaptive_lr.schedulers.line_search.LineSearch`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from adaptive_lr.schedulers.base import (
+    Decision,
+    LRPolicy,
+    Observation,
+    PolicyConfigError,
+    require_in_range,
+    require_positive,
+)
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
+
+Anchor = list[list[torch.Tensor]]  # per param group, per parameter
+
+
+class AnchoredPolicy(LRPolicy):
+    """A policy that reads the parameters of the optimizer it is bound to and keeps a copy of them (the anchor).
+
+    The anchor is taken at `bind` when there is none (a fresh trajectory: `reset` drops it) and kept when there is
+    one (a restored state), then moved to each parameter's device and dtype. LRs are clamped to `[min_lr, max_lr]`.
+    """
+
+    def __init__(self, min_lr: float = 1e-6, max_lr: float = 1.0) -> None:
+        super().__init__()
+        self.min_lr = require_positive("min_lr", min_lr)
+        self.max_lr = require_in_range("max_lr", max_lr, self.min_lr, math.inf)
+        self.anchor: Anchor | None = None
+        self._groups: list[dict[str, Any]] | None = None
+        self._probe: Callable[[], float] | None = None
+
+    # -- binding ---------------------------------------------------------------------------------------------------
+    def bind(self, optimizer: Optimizer, probe: Callable[[], float] | None = None) -> None:
+        if self.needs_probe and probe is None:
+            raise PolicyConfigError(f"{type(self).__name__} needs a probe: bind(optimizer, probe=...)")
+        self._groups, self._probe = optimizer.param_groups, probe
+        if self.anchor is None:
+            self.anchor = self._snapshot()
+            return
+        shapes = [[tuple(p.shape) for p in g["params"]] for g in self._groups]
+        saved = [[tuple(a.shape) for a in group] for group in self.anchor]
+        if shapes != saved:
+            raise PolicyConfigError(
+                f"restored {type(self).__name__} anchor has parameter shapes {saved}, the optimizer {shapes}"
+            )
+        self.anchor = [
+            [a.to(device=p.device, dtype=p.dtype) for a, p in zip(group, g["params"], strict=True)]
+            for group, g in zip(self.anchor, self._groups, strict=True)
+        ]
+
+    def _bound_groups(self) -> list[dict[str, Any]]:
+        if self._groups is None or self.anchor is None:
+            raise RuntimeError(f"{type(self).__name__}.observe called before bind(optimizer)")
+        if len(self._groups) != len(self.lrs):
+            raise PolicyConfigError(
+                f"{type(self).__name__} has {len(self.lrs)} LRs but the bound optimizer {len(self._groups)} groups"
+            )
+        return self._groups
+
+    def _snapshot(self) -> Anchor:
+        assert self._groups is not None
+        return [[p.detach().clone() for p in g["params"]] for g in self._groups]
+
+    def _take_anchor(self) -> None:
+        """The current parameters become the anchor (copied in place: no allocation)."""
+        assert self._groups is not None and self.anchor is not None
+        with torch.no_grad():
+            for group, g in zip(self.anchor, self._groups, strict=True):
+                for a, p in zip(group, g["params"], strict=True):
+                    a.copy_(p.detach())
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+    def _lrs_at_reset(self) -> list[float]:
+        self.anchor = None  # a fresh trajectory: the next bind takes the anchor
+        return [self._clamp(lr) for lr in self.base_lrs]
+
+    def _clamp(self, lr: float) -> float:
+        return min(max(lr, self.min_lr), self.max_lr)
+
+    # -- persistence -----------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        # cloned: the saved state must not follow the parameters as training goes on
+        anchor = None if self.anchor is None else [[a.detach().clone() for a in group] for group in self.anchor]
+        return {**super().state_dict(), "anchor": anchor}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        anchor = state["anchor"]
+        # cloned too: the anchor is updated in place, which must not write into the caller's state
+        self.anchor = None if anchor is None else [[torch.as_tensor(a).clone() for a in g] for g in anchor]
+
+
+def _additive(lr: float, beta: float, hypergrad: float, cos: float) -> float:
+    return lr + beta * hypergrad
+
+
+def _multiplicative(lr: float, beta: float, hypergrad: float, cos: float) -> float:
+    return lr * (1.0 + beta * cos)
+
+
+#: the LR rules by config name; looked up once in `__init__`, never on the hot path
+VARIANTS: dict[str, Callable[[float, float, float, float], float]] = {
+    "additive": _additive,
+    "multiplicative": _multiplicative,
+}
+
+
+class Hypergradient(AnchoredPolicy):
+    """Move each group's LR along its hypergradient before every update (see the module docstring).
+
+    Args:
+        variant: "additive" (`lr += beta * g.u`) or "multiplicative" (`lr *= 1 + beta * cos(g, u)`).
+        beta: the hypergradient LR. Additive: in LR units per unit of `g.u` (the paper uses 1e-3 for SGD and 1e-7
+            for Adam, whose `u` is O(1) per coordinate); > 0. Multiplicative: the largest relative LR change per
+            decision (0.02: at most 2%); in (0, 1) so the LR stays positive.
+        min_lr, max_lr: bounds every group's LR is clamped to, also at reset (1e-6, 1.0). 0 < min_lr < max_lr.
+
+    `last_decision.extra` holds group 0's `hypergrad` (`g.u`) and `cos` (`cos(g, u)`, 0 while `u = 0`).
+    """
+
+    decides_before_step = True
+
+    def __init__(
+        self, variant: str = "multiplicative", beta: float = 0.02, min_lr: float = 1e-6, max_lr: float = 1.0
+    ) -> None:
+        super().__init__(min_lr=min_lr, max_lr=max_lr)
+        if variant not in VARIANTS:
+            raise PolicyConfigError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        self.variant = variant
+        self._rule = VARIANTS[variant]
+        # the multiplicative factor 1 + beta * cos must stay positive
+        multiplicative = variant == "multiplicative"
+        self.beta = require_in_range("beta", beta, 0.0, 1.0) if multiplicative else require_positive("beta", beta)
+
+    def _update(self, obs: Observation) -> list[float]:
+        groups = self._bound_groups()
+        assert self.anchor is not None
+        # 1) per group, on the device: d = anchor - theta (in the anchor's buffer), then g.d, |g|^2, |d|^2; the
+        #    current parameters become the next anchor
+        sums = []
+        with torch.no_grad():
+            for group, g in zip(self.anchor, groups, strict=True):
+                terms = []
+                for a, p in zip(group, g["params"], strict=True):
+                    d = a.sub_(p.detach())
+                    grad = p.grad
+                    df = d.flatten()
+                    # a parameter without gradient (frozen, unused) still moves the anchor but adds no product
+                    gf = df.new_zeros(df.shape) if grad is None else grad.detach().flatten()
+                    terms.append(torch.stack([torch.vdot(gf, df), torch.vdot(gf, gf), torch.vdot(df, df)]))
+                    a.copy_(p.detach())
+                sums.append(torch.stack(terms).sum(0).double() if terms else torch.zeros(3, dtype=torch.float64))
+            device = sums[0].device
+            values = torch.stack([s.to(device) for s in sums]).tolist()  # host sync: once per decision
+        # 2) per group on the host: u = d / lr, the LR the displacement was taken with (the group's, as applied)
+        lrs, extras = [], []
+        for lr, g, (gd, gg, dd) in zip(self.lrs, groups, values, strict=True):
+            applied = float(g["lr"])
+            hypergrad = gd / applied
+            cos = max(-1.0, min(1.0, gd / math.sqrt(gg * dd))) if gg > 0 and dd > 0 else 0.0  # rounding: |cos| <= 1
+            new = self._rule(lr, self.beta, hypergrad, cos)
+            # 3) a non-finite gradient or product keeps the LR (the decision records "hold")
+            finite = math.isfinite(new) and math.isfinite(gd) and math.isfinite(gg) and math.isfinite(dd)
+            lrs.append(self._clamp(new) if finite else lr)
+            extras.append((hypergrad, cos, finite))
+        hypergrad, cos, finite = extras[0]
+        self.last_decision = Decision(
+            tick=self.tick,
+            action="hypergradient" if finite else "hold",
+            lr_before=self.lrs[0],
+            lr_after=lrs[0],
+            extra={"hypergrad": hypergrad, "cos": cos},
+        )
+        return lrs
