@@ -65,3 +65,4 @@ bench: $(STAMP)  ## throughput, callback overhead, synthetic LR control; writes 
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/controller_overhead.py
 	$(BIN)/python benchmarks/lr_control.py
+	$(BIN)/python benchmarks/viz_overhead.py

@@ -166,3 +166,21 @@ def test_nonfinite_loss_is_recorded_and_stops_the_run_as_diverged(home, client):
 
     summary = (write_report("unit", tracking_uri(home), home / "reports").parent / "summary.csv").read_text()
     assert summary.splitlines()[1].split(",")[-1] == "1"  # n_diverged
+
+
+def test_multi_start_keeps_the_lowest_initial_loss_and_logs_all_candidates(home, client):
+    result = run(compose([*TINY, "multi_start.k=3", "multi_start.batches=2"]))
+
+    tags = client.get_run(result.run_id).data.tags
+    losses = [v for _, v in history(client, result.run_id, "multi_start_initial_loss")]
+    assert tags["multi_start_k"] == "3" and len(losses) == 3
+    assert int(tags["multi_start_best"]) == min(range(3), key=losses.__getitem__)
+
+
+def test_a_group_may_select_several_views_and_unknown_ones_are_named():
+    from adaptive_lr.config import ConfigError
+
+    cfg = compose(["viz=[latent,params]"])
+    assert set(cfg.viz) == {"latent", "params"}
+    with pytest.raises(ConfigError, match="unknown viz 'nope'; allowed: boundary"):
+        compose(["viz=[latent,nope]"])

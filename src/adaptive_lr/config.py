@@ -30,8 +30,13 @@ def available(group: str) -> list[str]:
 def _check_choices(overrides: Sequence[str]) -> None:
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
-        if sep and "." not in key and (CONFIG_DIR / key).is_dir() and value not in available(key):
-            raise ConfigError(f"unknown {key} {value!r}; allowed: {', '.join(available(key))}")
+        if not (sep and "." not in key and "@" not in key and (CONFIG_DIR / key).is_dir()):
+            continue
+        # a group may take several configs at once: `viz=[latent,params]`
+        choices = value[1:-1].split(",") if value.startswith("[") and value.endswith("]") else [value]
+        for choice in (c.strip() for c in choices):
+            if choice and choice not in available(key):
+                raise ConfigError(f"unknown {key} {choice!r}; allowed: {', '.join(available(key))}")
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

@@ -77,6 +77,17 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     datamodule = _instantiate(cfg.data, "data")
     model = _instantiate(cfg.model, "model")
     loss = _instantiate(cfg.loss, "loss")
+    multi_start = None
+    if cfg.multi_start.k > 1:  # keep the best of k initialisations (by the loss on the first training batches)
+        from itertools import islice
+
+        from adaptive_lr.tasks.multi_start import choose_init
+
+        datamodule.setup("fit")  # a fresh loader: the trainer's own shuffle order is untouched
+        batches = list(islice(iter(datamodule.train_dataloader()), cfg.multi_start.batches))
+        model, losses, best = choose_init(lambda: _instantiate(cfg.model, "model"), loss, batches,
+                                          cfg.multi_start.k, cfg.seed)
+        multi_start = {"losses": losses, "best": best}
     optimizer = _instantiate(cfg.optimizer, "optimizer")
     module = _instantiate(cfg.module, "module", model=model, optimizer=optimizer, loss=loss)
     if getattr(module, "metric", cfg.task.metric) != cfg.task.metric:
@@ -90,7 +101,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
             f"scheduler.policy.monitor={policy.monitor!r} is never logged by task {cfg.task.name!r}; "
             f"allowed: {', '.join(allowed)}"
         )
-    return {"datamodule": datamodule, "module": module, "policy": policy}
+    return {"datamodule": datamodule, "module": module, "policy": policy, "multi_start": multi_start}
 
 
 def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | None = None) -> RunResult:
@@ -129,6 +140,11 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
                     Path(paths.mlruns) / "artifacts") as tracked:
         mlflow_logger = MLflowRunLogger(tracking_uri, tracked.run_id, cfg.logger.mlflow_flush_every_s)
         loggers: list[Any] = [mlflow_logger]
+        if parts["multi_start"]:
+            ms = parts["multi_start"]
+            tracked.set_tags({"multi_start_k": len(ms["losses"]), "multi_start_best": ms["best"]})
+            for i, value in enumerate(ms["losses"]):
+                mlflow_logger.log_metrics({"multi_start_initial_loss": value}, step=i)
         if cfg.logger.tensorboard:
             loggers.append(LeanTensorBoardLogger(str(run_dir / "tensorboard")))
         epoch_metrics = EpochMetrics(stop_on_nonfinite=cfg.stop_on_nonfinite)

@@ -1,0 +1,294 @@
+"""The latent-space view: how a classifier's penultimate features organise the classes as training goes on.
+
+At milestone epochs (`milestones`, every `viz_every` epochs, and the last epoch) it embeds the features of a fixed
+seeded subset of at most `n_train` training and `n_val` validation samples in 2-D and draws them: left the
+training points coloured by class, right the validation points coloured by class with the misclassified ones
+marked by a large red X. Train and validation features are embedded together, so both panels share coordinates.
+
+Features are the *input* of one module, captured by a forward hook while the subset runs through the task in eval
+mode: by default the last `nn.Linear` (the classifier head), i.e. the penultimate layer; `layer` names another
+module of `pl_module.named_modules()` (e.g. `model.head`).
+
+Output, in `viz/latent/NNN/` (a new numbered folder per fit):
+  - `epoch_XXX_accY.YYYY.png` per snapshot (Y.YYYY: the epoch's `val_acc`, else the subset's accuracy);
+  - `run_metadata.json`: run folder, classes, method, start time, whether umap is importable, the settings, and
+    (rewritten at train end) the snapshots taken: file, epoch, val_acc and the subset's misclassified count;
+  - `training_progress.txt`: one row per epoch: epoch, train/val accuracy, train/val loss (from the task's
+    epoch means in `trainer.callback_metrics`);
+  - `latent.gif`: every snapshot, one frame each, built with Pillow at train end;
+  - TensorBoard: each snapshot as image `latent/embedding`, and the final features in the projector
+    (`add_embedding`, tag `latent`, metadata: label and split).
+
+The embedding method is an object from config (`embedder._target_`): `TSNEEmbedding` (default) or
+`UMAPEmbedding`, which falls back to t-SNE, with one message, when `umap-learn` is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from adaptive_lr.callbacks.views.base import (
+    TRAIN,
+    VAL,
+    View,
+    ViewConfigError,
+    class_labels,
+    metric,
+    new_figure,
+    positive_int,
+    predicted_classes,
+    render,
+    save_png,
+    split_tensors,
+    write_gif,
+)
+
+DEFAULT_MILESTONES = (1, 5, 10, 25, 50, 75, 100)
+PROGRESS_COLUMNS = ("epoch", "train_acc", "val_acc", "train_loss", "val_loss")
+UMAP_FALLBACK = "viz.latent: umap-learn is not installed (pip install umap-learn); embedding with t-SNE instead"
+
+
+def umap_available() -> bool:
+    return importlib.util.find_spec("umap") is not None
+
+
+class Embedder(Protocol):
+    name: str
+
+    def fit_transform(self, features: np.ndarray) -> np.ndarray: ...
+
+
+class TSNEEmbedding:
+    """scikit-learn's t-SNE to 2-D, PCA-initialised and seeded.
+
+    1) The perplexity is capped at (n - 1) / 3, so a small subset (a test's few dozen points) stays valid.
+    2) It runs with `threads` OpenMP threads (default 1): scikit-learn's OpenMP pool spin-waits, and on a loaded
+       2-core host t-SNE of 60 points took 66-85 s with the default pool against 1.0 s with one thread.
+       `threads: null` uses every core (for an idle many-core machine).
+    """
+
+    name = "tsne"
+
+    def __init__(self, perplexity: float = 30.0, seed: int = 0, max_iter: int = 1000, threads: int | None = 1) -> None:
+        if not (isinstance(perplexity, (int, float)) and perplexity > 0):
+            raise ViewConfigError(f"perplexity must be a positive number, got {perplexity!r}")
+        if not (isinstance(max_iter, int) and max_iter >= 250):
+            raise ViewConfigError(f"max_iter must be an int >= 250 (scikit-learn's minimum), got {max_iter!r}")
+        self.perplexity, self.seed, self.max_iter = float(perplexity), seed, max_iter
+        self.threads = None if threads is None else positive_int("threads", threads)
+
+    def fit_transform(self, features: np.ndarray) -> np.ndarray:
+        from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
+
+        perplexity = min(self.perplexity, max(1.0, (len(features) - 1) / 3))
+        tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=self.seed, max_iter=self.max_iter)
+        with threadpool_limits(limits=self.threads):
+            return tsne.fit_transform(features.astype(np.float32))
+
+
+class UMAPEmbedding:
+    """UMAP to 2-D (`umap-learn`), seeded. Without `umap-learn` it prints one fallback message at construction
+    and embeds with `TSNEEmbedding(perplexity, seed, max_iter, threads)` (then `name` is "tsne", which the metadata records)."""
+
+    def __init__(self, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0, perplexity: float = 30.0,
+                 max_iter: int = 1000, threads: int | None = 1) -> None:
+        self.n_neighbors, self.min_dist, self.seed = positive_int("n_neighbors", n_neighbors), min_dist, seed
+        self._fallback: TSNEEmbedding | None = None
+        if not umap_available():
+            print(UMAP_FALLBACK, file=sys.stderr, flush=True)
+            self._fallback = TSNEEmbedding(perplexity, seed, max_iter, threads)
+        self.name = "umap" if self._fallback is None else self._fallback.name
+
+    def fit_transform(self, features: np.ndarray) -> np.ndarray:
+        if self._fallback is not None:
+            return self._fallback.fit_transform(features)
+        import umap
+
+        n_neighbors = min(self.n_neighbors, len(features) - 1)
+        return umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=self.min_dist,
+                         random_state=self.seed).fit_transform(features)
+
+
+def seeded_subset(n: int, k: int, seed: int) -> torch.Tensor:
+    """`min(n, k)` distinct indices of range(n), sorted, fixed by `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:k].sort().values
+
+
+def _format(value: float) -> str:
+    return f"{value:12.4f}" if math.isfinite(value) else f"{'nan':>12}"
+
+
+class LatentView(View):
+    """2-D embeddings of penultimate-layer features at milestone epochs (module docstring).
+
+    Args:
+        embedder: the embedding method (`TSNEEmbedding()` when None).
+        viz_every: also snapshot every this many epochs (10). Positive int.
+        milestones: epochs (1-based) that always get a snapshot ((1, 5, 10, 25, 50, 75, 100)).
+        n_train, n_val: at most this many training (500) / validation (300) samples, a fixed seeded subset.
+        layer: module whose input is embedded (default: the last `nn.Linear`).
+        seed: seed of the subset (0).
+        projector: write the final features to TensorBoard's projector (True).
+        frame_ms: GIF frame duration (800).
+        batch_size: samples per forward pass of the subset (1024).
+        dpi: figure resolution (100).
+    """
+
+    view = "latent"
+
+    def __init__(self, embedder: Embedder | None = None, viz_every: int = 10,
+                 milestones: Sequence[int] = DEFAULT_MILESTONES, n_train: int = 500, n_val: int = 300,
+                 layer: str | None = None, seed: int = 0, projector: bool = True, frame_ms: int = 800,
+                 batch_size: int = 1024, dpi: int = 100) -> None:
+        super().__init__(dpi)
+        self.embedder: Embedder = embedder if embedder is not None else TSNEEmbedding(seed=seed)
+        self.viz_every = positive_int("viz_every", viz_every)
+        self.milestones = frozenset(positive_int("milestones[]", m) for m in milestones)
+        self.n_train, self.n_val = positive_int("n_train", n_train), positive_int("n_val", n_val)
+        self.layer, self.seed, self.projector = layer, seed, bool(projector)
+        self.frame_ms, self.batch_size = positive_int("frame_ms", frame_ms), positive_int("batch_size", batch_size)
+        self._data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._module: nn.Module | None = None
+        self._last_epoch = 0          # last epoch recorded in training_progress.txt
+        self._snapshots: list[dict[str, Any]] = []  # file, epoch, val_acc, misclassified (one per snapshot)
+        self._final: tuple[np.ndarray, list[list[str]], int] | None = None  # features, metadata, epoch
+        self._metadata: dict[str, Any] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._module = self._feature_module(pl_module)
+        if not self.active(trainer):
+            return
+        self._last_epoch, self._snapshots, self._final = 0, [], None
+        for split, limit in ((TRAIN, self.n_train), (VAL, self.n_val)):
+            x, y = split_tensors(trainer, split, limit)
+            idx = seeded_subset(len(x), limit, self.seed + split)
+            self._data[split] = (x[idx], class_labels(y[idx]))
+        classes = sorted({int(c) for split in self._data.values() for c in split[1].unique()})
+        self._metadata = {
+            "run_dir": str(trainer.default_root_dir), "classes": classes, "method": self.embedder.name,
+            "start_time": datetime.now().isoformat(timespec="seconds"), "umap_available": umap_available(),
+            "layer": self.layer, "n_train": len(self._data[TRAIN][0]), "n_val": len(self._data[VAL][0]),
+            "seed": self.seed, "milestones": sorted(self.milestones), "viz_every": self.viz_every,
+        }
+        self._write_metadata()
+        header = "".join(f"{c:>12}" for c in PROGRESS_COLUMNS)
+        (self.out_dir / "training_progress.txt").write_text(header + "\n")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active(trainer):
+            return
+        epoch = trainer.current_epoch + 1
+        values = [metric(trainer, name) for name in PROGRESS_COLUMNS[1:]]  # host sync: once per epoch
+        with open(self.out_dir / "training_progress.txt", "a") as f:
+            f.write(f"{epoch:>12}" + "".join(_format(v) for v in values) + "\n")
+        self._last_epoch = epoch
+        if epoch in self.milestones or epoch % self.viz_every == 0 or epoch == trainer.max_epochs:
+            self._snapshot(pl_module, epoch, val_acc=values[1])
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active(trainer):
+            return
+        taken = self._final[2] if self._final is not None else 0
+        if self._last_epoch > taken:  # stopped early (divergence, max_steps): the last epoch still gets one
+            self._snapshot(pl_module, self._last_epoch, val_acc=metric(trainer, "val_acc"))
+        write_gif([self.out_dir / s["file"] for s in self._snapshots], self.out_dir / "latent.gif", self.frame_ms)
+        if self.projector and self.writer is not None and self._final is not None:
+            features, meta, epoch = self._final
+            self.writer.add_embedding(torch.from_numpy(features), metadata=meta, metadata_header=["label", "split"],
+                                      global_step=epoch, tag="latent")
+        self._metadata.update(snapshots=self._snapshots, end_time=datetime.now().isoformat(timespec="seconds"))
+        self._write_metadata()
+        super().on_train_end(trainer, pl_module)
+
+    # -- snapshot ------------------------------------------------------------------------------------------------
+    def _feature_module(self, pl_module: L.LightningModule) -> nn.Module:
+        modules = dict(pl_module.named_modules())
+        if self.layer is None:
+            linears = [name for name, m in modules.items() if isinstance(m, nn.Linear)]
+            if not linears:
+                raise ViewConfigError(f"viz.latent: {type(pl_module).__name__} has no nn.Linear; set layer to the "
+                                      "module whose input is the feature vector")
+            self.layer = linears[-1]
+        if self.layer not in modules:
+            raise ViewConfigError(f"viz.latent.layer={self.layer!r} is not a module of {type(pl_module).__name__}; "
+                                  f"allowed: {', '.join(n for n in modules if n)}")
+        return modules[self.layer]
+
+    def _features(self, pl_module: L.LightningModule, x: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """Features (the input of the hooked module, flattened) and logits of `x`."""
+        captured: list[torch.Tensor] = []
+        handle = self._module.register_forward_pre_hook(
+            lambda _m, args: captured.append(args[0].detach().flatten(1).float().cpu()))
+        try:
+            logits = self.eval_forward(pl_module, x, self.batch_size)
+        finally:
+            handle.remove()
+        return torch.cat(captured).numpy(), logits.reshape(len(x), -1)
+
+    def _snapshot(self, pl_module: L.LightningModule, epoch: int, val_acc: float) -> None:
+        (x_tr, y_tr), (x_va, y_va) = self._data[TRAIN], self._data[VAL]
+        f_tr, _ = self._features(pl_module, x_tr)
+        f_va, logits = self._features(pl_module, x_va)
+        wrong = (predicted_classes(logits) != y_va).numpy()
+        if not math.isfinite(val_acc):  # no validation metric this epoch: the subset's accuracy
+            val_acc = float(1.0 - wrong.mean()) if len(wrong) else float("nan")
+        features = np.concatenate([f_tr, f_va])
+        if not np.isfinite(features).all():  # a diverged model: nothing to embed
+            return
+        points = self.embedder.fit_transform(features)
+        rgb = self._draw(points[: len(f_tr)], y_tr.numpy(), points[len(f_tr):], y_va.numpy(), wrong, epoch, val_acc)
+        name = f"epoch_{epoch:03d}_acc{val_acc:.4f}.png"
+        save_png(rgb, self.out_dir / name)
+        self._snapshots.append({"file": name, "epoch": epoch, "val_acc": val_acc,
+                                "misclassified": int(wrong.sum())})
+        if self.writer is not None:
+            self.writer.add_image("latent/embedding", rgb, epoch, dataformats="HWC")
+        meta = [[str(int(c)), "train"] for c in y_tr] + [[str(int(c)), "val"] for c in y_va]
+        self._final = (features, meta, epoch)
+
+    def _draw(self, p_tr: np.ndarray, y_tr: np.ndarray, p_va: np.ndarray, y_va: np.ndarray, wrong: np.ndarray,
+              epoch: int, val_acc: float) -> np.ndarray:
+        classes = self._metadata["classes"]
+        cmap = "tab10" if len(classes) <= 10 else "tab20" if len(classes) <= 20 else "viridis"
+        lo, hi = min(classes), max(classes)
+        fig = new_figure(12.0, 5.6, self.dpi)
+        left, right = fig.subplots(1, 2, sharex=True, sharey=True)
+        # a listed map spans all its colours, so class lo + i gets colour i (the legend below relies on it)
+        vmax = hi if cmap == "viridis" else lo + (10 if cmap == "tab10" else 20) - 1
+        kw = dict(cmap=cmap, vmin=lo, vmax=vmax, s=14, alpha=0.85, linewidths=0)
+        left.scatter(p_tr[:, 0], p_tr[:, 1], c=y_tr, **kw)
+        left.set_title(f"train ({len(y_tr)} samples), coloured by class", fontsize=10)
+        right.scatter(p_va[:, 0], p_va[:, 1], c=y_va, **kw)
+        right.scatter(p_va[wrong, 0], p_va[wrong, 1], marker="x", c="red", s=90, linewidths=2.0,
+                      label=f"misclassified ({int(wrong.sum())})")
+        right.set_title(f"validation ({len(y_va)} samples)", fontsize=10)
+        right.legend(loc="upper right", fontsize=8)
+        if cmap != "viridis":  # a legend of the classes
+            import matplotlib
+            from matplotlib.lines import Line2D
+
+            colors = matplotlib.colormaps[cmap]  # a listed colormap: colors(i) is its i-th colour
+            handles = [Line2D([], [], marker="o", linestyle="", color=colors(c - lo), label=str(c)) for c in classes]
+            left.legend(handles=handles, title="class", fontsize=7, title_fontsize=8, loc="upper right",
+                        ncols=2 if len(classes) > 10 else 1)
+        fig.suptitle(f"{self.embedder.name} of {self.layer} input, epoch {epoch}, val acc {val_acc:.4f}",
+                     fontsize=11)
+        return render(fig)
+
+    def _write_metadata(self) -> None:
+        (self.out_dir / "run_metadata.json").write_text(json.dumps(self._metadata, indent=2) + "\n")
