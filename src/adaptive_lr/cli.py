@@ -55,6 +55,37 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_folder(run: str, overrides: Sequence[str]) -> Path:
+    """A run folder given as a path, or an MLflow run ID looked up in the configured store."""
+    if Path(run).is_dir():
+        return Path(run)
+    from adaptive_lr.config import ConfigError, compose
+    from adaptive_lr.tracking.run import resolve_tracking_uri
+
+    cfg = compose(overrides)
+    uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        folder = MlflowClient(uri).get_run(run).data.tags.get("run_dir", "")
+    except MlflowException as err:
+        raise ConfigError(f"{run!r} is neither a run folder nor a run ID in {uri}") from err
+    if not folder or not Path(folder).is_dir():
+        raise ConfigError(f"run {run} has no run folder on this machine ({folder or 'no run_dir tag'})")
+    return Path(folder)
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from adaptive_lr.schedulers.live import write_command
+
+    folder = _run_folder(args.run, args.overrides)
+    command = write_command(folder, args.op, getattr(args, "value", None))
+    what = "released to its scheduler" if command.op == "release" else f"{command.op} {command.value:g}"
+    print(f"{folder}: LR {what} (command {command.seq}, applied at the run's next step)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adaptive-lr",
@@ -73,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where cells run: local processes, or Ray tasks (needs `uv sync --group scale`)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
     p.set_defaults(func=_cmd_experiment)
+    for name, op, help_text in (("set-lr", "set", "hold a running run's LR at VALUE (clamped to its bounds)"),
+                                ("scale-lr", "scale", "hold a running run's LR at VALUE x its current LR")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("run", help="run folder (runs/<experiment>/<run>) or MLflow run ID")
+        p.add_argument("value", type=float)
+        p.add_argument("overrides", nargs="*", help="overrides locating the MLflow store (for a run ID)")
+        p.set_defaults(func=_cmd_live, op=op)
+    p = sub.add_parser("release-lr", help="hand a running run's LR back to its scheduler")
+    p.add_argument("run", help="run folder (runs/<experiment>/<run>) or MLflow run ID")
+    p.add_argument("overrides", nargs="*", help="overrides locating the MLflow store (for a run ID)")
+    p.set_defaults(func=_cmd_live, op="release")
     p = sub.add_parser("report", help="write reports/<name>/<timestamp>/report.md from the logged runs")
     p.add_argument("name", help="experiment name")
     p.add_argument("overrides", nargs="*", help="overrides (e.g. paths.root=... or logger.tracking_uri=...)")

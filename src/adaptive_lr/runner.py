@@ -31,7 +31,7 @@ class RunResult:
 def config_hash(cfg: DictConfig) -> str:
     """Identity of what a run computes: the resolved config without paths, experiment name or logging knobs."""
     data = to_container(cfg)
-    for key in ("paths", "experiment", "logger", "data_dir", "report"):
+    for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control"):
         data.pop(key, None)
     for key in ("data_dir", "cache_dir"):  # where the data lives does not change what a run computes
         data.get("data", {}).pop(key, None)
@@ -148,10 +148,15 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         if cfg.logger.tensorboard:
             loggers.append(LeanTensorBoardLogger(str(run_dir / "tensorboard")))
         epoch_metrics = EpochMetrics(stop_on_nonfinite=cfg.stop_on_nonfinite)
+        live = None
+        if cfg.live_control.enabled:
+            from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+
+            live = LiveOverride(run_dir / CONTROL_FILE, cfg.live_control.min_lr, cfg.live_control.max_lr)
         callbacks = [
             epoch_metrics,
             LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
-                      log_every_n_steps=cfg.logger.log_every_n_steps),
+                      log_every_n_steps=cfg.logger.log_every_n_steps, live=live),
         ]
         # views switched on from config (`viz=[latent,param_views]`): each writes under run_dir/viz
         callbacks += [_instantiate(spec, f"viz.{name}") for name, spec in (cfg.get("viz") or {}).items()]

@@ -571,3 +571,47 @@ def test_probe_loss_is_the_eval_mode_loss_and_leaves_the_module_as_it_was():
     assert module.probe_loss((x, y)) == expected == module.probe_loss((x, y))  # eval mode: dropout off
     assert module.model.training and module.model[1].training
     assert module._means["train"].compute() == {} and module._means["val"].compute() == {}
+
+
+# -- live control (a person's override) ----------------------------------------------------------------------------
+class Steer(Callback):
+    """Issues CLI commands at the end of given steps, as a person in another terminal would."""
+
+    def __init__(self, run_dir: Path, commands: dict[int, list[str]]) -> None:
+        self.run_dir, self.commands = run_dir, commands
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from adaptive_lr.cli import main
+
+        args = self.commands.get(trainer.global_step)
+        if args:
+            assert main([args[0], str(self.run_dir), *args[1:]]) == 0
+
+
+def test_a_set_lr_command_takes_effect_at_the_next_step_and_wins_until_released(tmp_path):
+    from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+
+    live = LiveOverride(tmp_path / CONTROL_FILE, min_lr=1e-4, max_lr=1.0)
+    control = LRControl(StepDecay(step_size=1, gamma=0.5), interval="epoch", live=live)
+    logger = RecordingLogger()
+    steer = Steer(tmp_path, {3: ["set-lr", "0.123"], 5: ["scale-lr", "100"], 9: ["release-lr"]})
+    _, recorder = fit(control, max_epochs=3, extra=[steer], logger=logger)
+
+    lrs = recorder.step_lrs  # before each of the 12 steps; the schedule halves the LR every epoch (4 steps)
+    assert lrs[:4] == [BASE_LR, BASE_LR, BASE_LR, 0.123]  # issued after step 3 (global_step 3), applied at once
+    assert lrs[4:6] == [0.123, 1.0]  # the epoch-end decision did not undo it; x100 clamped to max_lr
+    assert lrs[6:9] == [1.0, 1.0, 1.0]
+    assert lrs[9:] == [BASE_LR / 4] * 3  # released: the schedule's own LR for epoch 3
+    human = [(m["human_lr"], step) for m, step in logger.records if "human_lr" in m]
+    assert human == [(0.123, 3), (1.0, 5), (BASE_LR / 4, 9)]
+    assert logger.values_of("controller_action").count(ACTIONS["human"]) == 3
+    assert control.state_dict()["live"] == {"applied_seq": 3, "lr": None}
+
+
+def test_live_commands_refuse_bad_values_and_unknown_runs(tmp_path, capsys):
+    from adaptive_lr.cli import main
+
+    assert main(["set-lr", str(tmp_path), "-1"]) == 2
+    assert "value must be a positive finite number" in capsys.readouterr().err
+    assert main(["set-lr", "no-such-run", "0.1", f"paths.root={tmp_path}"]) == 2
+    assert "'no-such-run' is neither a run folder nor a run ID" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from adaptive_lr.schedulers.base import ACTIONS, LRPolicy, Observation
+from adaptive_lr.schedulers.live import LiveOverride
 
 
 class LRControlConfigError(ValueError):
@@ -38,6 +39,9 @@ class LRControl(Callback):
     - It logs `lr` (and `lr/pg{i}` for further groups) every `log_every_n_steps` steps, and every controller
       decision as `controller_action` (code from `ACTIONS`) and `controller_factor`, to every attached logger.
     - Its state (the policy's state) goes into checkpoints under `state_key`.
+    - With `live` (a `LiveOverride` on the run folder's control file) a person can hold the LR by hand
+      (`adaptive-lr set-lr / scale-lr / release-lr`): applied at the next step, logged as a `human` decision, and
+      winning over the policy's LRs until released (the policy keeps observing meanwhile).
     - Policies that read parameters or gradients are bound to the optimizer at train start (after the reset, or
       after the restore on resume) with `policy.bind(optimizer, probe)`. `probe` (only for `policy.needs_probe`)
       returns `pl_module.probe_loss(batch)` on one fixed batch: the first batch of the validation dataloader, taken
@@ -53,6 +57,7 @@ class LRControl(Callback):
         interval: Literal["step", "epoch"] = "epoch",
         frequency: int = 1,
         log_every_n_steps: int = 50,
+        live: LiveOverride | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(policy, LRPolicy):
@@ -70,6 +75,7 @@ class LRControl(Callback):
             )
         self.policy, self.interval, self.frequency = policy, interval, frequency
         self.log_every_n_steps = log_every_n_steps
+        self.live = live  # a person's LR override (`adaptive-lr set-lr`), polled before every step
         self._restored = False
         self._disagreed = False  # a DDP rank's policy chose other LRs than rank 0's (warned once)
         self._decided_epoch = 0  # last epoch (1-based) whose decision was made, so no epoch decides twice
@@ -114,7 +120,7 @@ class LRControl(Callback):
             lrs = self.policy.lrs
         else:
             lrs = self.policy.reset([g.get("initial_lr", g["lr"]) for g in groups])
-        self._apply(groups, lrs)
+        self._apply(groups, self._overridden(lrs))
         # one optimizer as it is; several as one list of groups, in the order the LRs are applied
         optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else SimpleNamespace(param_groups=groups)
         self.policy.bind(optimizer, self._probe(trainer, pl_module) if self.policy.needs_probe else None)
@@ -144,6 +150,27 @@ class LRControl(Callback):
             return loss
 
         return probe
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self.live is None:
+            return
+        groups = self._param_groups(trainer)
+        before = groups[0]["lr"]
+        command = self.live.poll(before)  # one stat() per step; the file is read only when it changed
+        if command is None:
+            return
+        self._apply(groups, self._overridden(self.policy.lrs))
+        after = groups[0]["lr"]
+        self._log(trainer, {"controller_action": float(ACTIONS["human"]),
+                            "controller_factor": after / before if before > 0 else 1.0, "human_lr": after})
+        self._log_lr(trainer)
+
+    def _overridden(self, lrs: list[float]) -> list[float]:
+        """The policy's LRs, or a person's override of them (further groups keep their ratio to the first)."""
+        if self.live is None or self.live.lr is None:
+            return lrs
+        return [self.live.lr * lr / lrs[0] if lrs[0] > 0 else self.live.lr for lr in lrs]
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         # a pre-step policy: the gradients of this update exist, the parameters have not moved yet
@@ -207,7 +234,7 @@ class LRControl(Callback):
         if self.policy.monitor is not None and self.policy.monitor not in obs.metrics:
             return  # nothing measured yet at this point (e.g. a step decision before the first validation)
         lrs = self._agree(trainer, self.policy.observe(obs))
-        self._apply(self._param_groups(trainer), lrs)
+        self._apply(self._param_groups(trainer), self._overridden(lrs))
         decision = self.policy.last_decision
         if decision is not None:
             record = {"controller_action": float(ACTIONS.get(decision.action, -1)),
@@ -251,9 +278,14 @@ class LRControl(Callback):
 
     # -- persistence ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "decided_epoch": self._decided_epoch}
+        state = {"policy": self.policy.state_dict(), "decided_epoch": self._decided_epoch}
+        if self.live is not None:
+            state["live"] = self.live.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.policy.load_state_dict(state_dict["policy"])
         self._decided_epoch = int(state_dict.get("decided_epoch", 0))
+        if self.live is not None and "live" in state_dict:
+            self.live.load_state_dict(state_dict["live"])
         self._restored = True
