@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from adaptive_lr.data.tensor_loader import TensorBatchLoader
+from adaptive_lr.data.tensor_loader import BatchTransform, TensorBatchLoader
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -17,6 +17,9 @@ class InMemoryDataModule(L.LightningDataModule):
     #: shape of one input sample and the number of outputs the model needs; set by `setup`
     input_shape: tuple[int, ...] = ()
     num_outputs: int = 0
+    #: whole-batch transforms of the inputs (e.g. crop+flip+normalise uint8 images), or None
+    train_transform: BatchTransform | None = None
+    eval_transform: BatchTransform | None = None
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1024, seed: int = 0) -> None:
         super().__init__()
@@ -44,13 +47,14 @@ class InMemoryDataModule(L.LightningDataModule):
         return loader
 
     def train_dataloader(self) -> TensorBatchLoader:
-        return self._shard(TensorBatchLoader(self.splits[0], self.batch_size, shuffle=True, seed=self.seed))
+        return self._shard(TensorBatchLoader(self.splits[0], self.batch_size, shuffle=True, seed=self.seed,
+                                             transform=self.train_transform))
 
     def val_dataloader(self) -> TensorBatchLoader:
-        return self._shard(TensorBatchLoader(self.splits[1], self.eval_batch_size))
+        return self._shard(TensorBatchLoader(self.splits[1], self.eval_batch_size, transform=self.eval_transform))
 
     def test_dataloader(self) -> TensorBatchLoader:
-        return self._shard(TensorBatchLoader(self.splits[2], self.eval_batch_size))
+        return self._shard(TensorBatchLoader(self.splits[2], self.eval_batch_size, transform=self.eval_transform))
 
     def steps_per_epoch(self) -> int:
         return len(self.train_dataloader())

@@ -95,6 +95,7 @@ def cached(path: Path, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str
     os.close(fd)
     try:
         torch.save(tensors, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache may be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

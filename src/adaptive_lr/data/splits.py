@@ -14,3 +14,23 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
+
+
+def holdout_split(labels: torch.Tensor, val_size: int, subset: int | None, seed: int,
+                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices into `labels`, both sorted: `val_size` drawn with `seed`, then `subset` of the rest
+    (stratified: `subset // num_classes` per class, one more for the first `subset % num_classes` classes, each
+    drawn in the same seeded order; a class with too few images gives all it has)."""
+    n = len(labels)
+    if not isinstance(val_size, int) or isinstance(val_size, bool) or not 1 <= val_size < n:
+        raise ValueError(f"data.val_size must be an int in [1, {n - 1}] (the train set has {n} images), "
+                         f"got {val_size!r}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val, train = order[:val_size], order[val_size:]
+    if subset is not None:
+        if not isinstance(subset, int) or isinstance(subset, bool) or subset < 1:
+            raise ValueError(f"data.subset must be a positive int or null, got {subset!r}")
+        per_class, extra = divmod(subset, num_classes)
+        train_labels = labels[train]
+        train = torch.cat([train[train_labels == c][: per_class + (c < extra)] for c in range(num_classes)])
+    return train.sort().values, val.sort().values
