@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from adaptive_lr.config import EXPERIMENTS_DIR, ConfigError, available, compose
 
 GRID_KEYS = ("name", "description", "tasks", "schedulers", "seeds", "overrides", "task_overrides",
-             "scheduler_overrides", "variants", "include", "tuning")
+             "scheduler_overrides", "variants", "views", "include", "tuning")
 TUNING_KEYS = ("param", "values", "low", "high", "n", "method", "seeds", "sample_seed")
 PARENT_TAG = "grid_parent"
 
@@ -130,12 +130,19 @@ def _spec_cells(name: str, spec: dict[str, Any], grid_name: str, extra: Sequence
             raise ConfigError(f"experiment {name!r}: unknown scheduler {choice!r}; allowed: "
                               f"{', '.join(available('scheduler'))} or a variant ({', '.join(variants) or 'none'})")
     common = [*spec.get("overrides", []), *extra]
+    # views (configs/viz) to switch on for the first seed of every task x scheduler: one watched run per column
+    views = spec.get("views", {})
+    seeds = spec.get("seeds", [])
+
+    def shown(task: str, seed: int) -> tuple[str, ...]:
+        return (f"viz=[{','.join(views[task])}]",) if task in views and seeds and seed == seeds[0] else ()
+
     return [
         Cell(task, sched, int(seed),
              (f"task={task}", *variants.get(sched, (f"scheduler={sched}",)), f"seed={seed}",
               f"experiment={grid_name}", *spec.get("task_overrides", {}).get(task, []),
-              *spec.get("scheduler_overrides", {}).get(sched, []), *common))
-        for task in spec.get("tasks", []) for sched in spec.get("schedulers", []) for seed in spec.get("seeds", [])
+              *spec.get("scheduler_overrides", {}).get(sched, []), *shown(task, seed), *common))
+        for task in spec.get("tasks", []) for sched in spec.get("schedulers", []) for seed in seeds
     ]
 
 

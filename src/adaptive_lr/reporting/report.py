@@ -107,7 +107,8 @@ def write_report(
     profile_png = plots.performance_profile(ratios, colors, out, tau_max)
     report = out / "report.md"
     text = render_markdown(
-        data, summary, figures, now, ratios=ratios, profile_png=profile_png, tau_max=tau_max, alpha=alpha
+        data, summary, figures, now, ratios=ratios, profile_png=profile_png, tau_max=tau_max, alpha=alpha,
+        report_dir=out,
     )
     report.write_text(text, encoding="utf-8")
     return report
@@ -134,6 +135,7 @@ def render_markdown(
     profile_png: str | None = None,
     tau_max: float = TAU_MAX,
     alpha: float = ALPHA,
+    report_dir: Path | None = None,
 ) -> str:
     finished, unfinished = data.finished, data.unfinished
     ratios = performance_ratios(time_to_target(summary)) if ratios is None else ratios
@@ -172,7 +174,7 @@ def render_markdown(
             lines.append("(No `lr` history logged for this task, so no LR plot.)")
         if not any(p.endswith("_actions.png") for p in names):
             lines.append("(No `controller_action` logged for this task, so no controller-actions plot.)")
-        lines.append("")
+        lines += ["", *_watched(runs, report_dir)]
 
     lines += _profile_section(ratios, profile_png, tau_max)
 
@@ -193,6 +195,21 @@ def render_markdown(
     lines += _protocol(data, alpha, tau_max)
     lines += _links(data)
     return "\n".join(lines)
+
+
+def _watched(runs: pd.DataFrame, report_dir: Path | None) -> list[str]:
+    """Links to the animated views (latent-space and decision-boundary GIFs) of one run per scheduler."""
+    lines = []
+    for scheduler, group in runs.groupby("scheduler", sort=True):
+        for run in group.sort_values(["seed", "run_id"]).itertuples(index=False):
+            gifs = sorted(Path(run.run_dir).glob("viz/*/*/*.gif")) if run.run_dir else []
+            if gifs:
+                links = ", ".join(
+                    f"[{g.parent.parent.name}]({os.path.relpath(g, report_dir) if report_dir else g})" for g in gifs
+                )
+                lines.append(f"- {scheduler} (seed {run.seed}, run `{run.run_id}`): {links}")
+                break
+    return ["Watched runs (animated views, one run per scheduler):", "", *lines, ""] if lines else []
 
 
 # -- summary verdict -----------------------------------------------------------------------------------------
