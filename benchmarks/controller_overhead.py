@@ -28,7 +28,8 @@ from adaptive_lr.runtime import configure_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.02  # the bound: under 2% of the step time
-HOOKS = ("on_train_start", "on_train_batch_start", "on_train_batch_end", "on_validation_end", "on_train_epoch_end")
+HOOKS = ("on_train_start", "on_train_batch_start", "on_before_optimizer_step", "on_train_batch_end", "on_validation_end",
+         "on_train_epoch_end")
 
 
 class HookTimer:
