@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from results_io import entry, merge
+from results_io import entry, merge, mnist_task
 
 from adaptive_lr.config import available, compose
 from adaptive_lr.runner import run
@@ -57,13 +56,6 @@ class HookTimer:
             setattr(LRControl, name, timed)
 
 
-def task_overrides() -> list[str]:
-    data_dir = os.environ.get("ADAPTIVE_LR_DATA_DIR")
-    if data_dir and (Path(data_dir) / "mnist").is_dir() and "mnist" in available("task"):
-        return ["task=mnist"]
-    return ["task=synthetic_mnist"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
@@ -76,7 +68,7 @@ def main() -> None:
     timer = HookTimer()
     timer.install()
     schedulers = args.schedulers or available("scheduler")
-    task = task_overrides()
+    task = mnist_task()
     rows, results = [], []
     with tempfile.TemporaryDirectory() as tmp:
         base = [*task, f"trainer.max_epochs={args.epochs}", "experiment=bench", f"paths.root={tmp}"]

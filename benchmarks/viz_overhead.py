@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import platform
 import tempfile
 import time
@@ -30,9 +29,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from results_io import entry, merge
+from results_io import entry, merge, mnist_task
 
-from adaptive_lr.config import available, compose
+from adaptive_lr.config import compose
 from adaptive_lr.runner import run
 from adaptive_lr.runtime import configure_runtime
 
@@ -68,13 +67,6 @@ class Timer:
         self.calls.clear()
 
 
-def task_overrides() -> list[str]:
-    data_dir = os.environ.get("ADAPTIVE_LR_DATA_DIR")
-    if data_dir and (Path(data_dir) / "mnist").is_dir() and "mnist" in available("task"):
-        return ["task=mnist"]
-    return ["task=synthetic_mnist"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1)
@@ -91,7 +83,7 @@ def main() -> None:
         for hook in HOOKS:
             timer.wrap(cls, hook, f"{view}.{hook}")
     timer.wrap(LatentView, "_snapshot", "latent.snapshot")  # nested inside on_train_epoch_end / on_train_end
-    task = task_overrides()
+    task = mnist_task()
     # `+viz@viz.latent=latent` adds a second view beside `viz=params` (the same as `viz=[params,latent]`)
     views = ["viz=params", "+viz@viz.latent=latent", "viz.latent.milestones=[]", "viz.latent.viz_every=1000000"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -180,6 +180,13 @@ class LRPolicy:
     def _lrs_at_reset(self) -> list[float]:
         return list(self.base_lrs)
 
+    def _decided(self, action: str, lrs: list[float], value: float | None = None,
+                 extra: Mapping[str, float] | None = None) -> list[float]:
+        """Record this tick's `last_decision` (group 0's LR before and after) and return `lrs`, for `_update`."""
+        self.last_decision = Decision(tick=self.tick, action=action, lr_before=self.lrs[0], lr_after=lrs[0],
+                                      value=value, extra=dict(extra or {}))
+        return lrs
+
     def _update(self, obs: Observation) -> list[float]:
         raise NotImplementedError
 

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from adaptive_lr.schedulers.base import (
-    Decision,
     LRPolicy,
     Observation,
     PolicyConfigError,
@@ -126,19 +125,8 @@ class Heuristic(LRPolicy):
         if math.isfinite(v):
             self.prev = v
         lrs = [self._clamp(lr * factor) for lr in self.lrs]
-        self.last_decision = Decision(
-            tick=self.tick,
-            action=action,
-            lr_before=self.lrs[0],
-            lr_after=lrs[0],
-            value=raw,
-            extra={
-                "rel_change": rel,
-                "bad_count": float(self.bad_count),
-                "cooldown_left": float(self.cooldown_left),
-            },
-        )
-        return lrs
+        extra = {"rel_change": rel, "bad_count": float(self.bad_count), "cooldown_left": float(self.cooldown_left)}
+        return self._decided(action, lrs, raw, extra)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from adaptive_lr.schedulers.base import (
-    Decision,
     LRPolicy,
     Observation,
     PolicyConfigError,
@@ -208,20 +207,8 @@ class LearnedController(LRPolicy):
         lrs = [self._clamp(lr * factor) for lr in self.lrs]
         if self.ceilings is not None:
             lrs = [self._clamp(min(lr, ceiling)) for lr, ceiling in zip(lrs, self.ceilings, strict=True)]
-        self.last_decision = Decision(
-            tick=self.tick,
-            action=action,
-            lr_before=self.lrs[0],
-            lr_after=lrs[0],
-            value=raw,
-            extra={
-                **dict(zip(self.features.names, x, strict=True)),
-                "reward": reward,
-                "multiplier": factor,
-                **info,
-            },
-        )
-        return lrs
+        extra = {**dict(zip(self.features.names, x, strict=True)), "reward": reward, "multiplier": factor, **info}
+        return self._decided(action, lrs, raw, extra)
 
     # -- learned-policy persistence ------------------------------------------------------------------------------
     def load_learned(self, learned: Mapping[str, Any]) -> None:
