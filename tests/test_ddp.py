@@ -27,7 +27,7 @@ CASES = {
     # a seeded exploring learner: the same draws on every rank because its RNG and its inputs agree
     "rl_bandit_epoch": f"{TINY},scheduler=rl_bandit",
     # decides before every optimizer step from the (all-reduced) gradients and the identical parameters
-    "hypergradient_step": f"{TINY},scheduler=hypergradient",
+    "hypergradient_step": f"{TINY},scheduler=hypergradient,scheduler.frequency=1",
 }
 
 

@@ -145,6 +145,29 @@ VARIANTS: dict[str, Callable[[float, float, float, float], float]] = {
 }
 
 
+def _products(anchor: list[torch.Tensor], params: list[torch.Tensor],
+              grads: list[torch.Tensor | None]) -> torch.Tensor:
+    """`[g.d, |g|^2, |d|^2]` (float64) summed over one group, with `d = anchor - theta`; the parameters become the
+    anchor. Fused `_foreach` kernels: a fixed handful of launches per group, not several per parameter tensor (the
+    per-parameter version cost ~15% of an MNIST-MLP step). A parameter without gradient (frozen, unused) still
+    moves the anchor but adds no product."""
+    if not anchor:
+        return torch.zeros(3, dtype=torch.float64)
+    torch._foreach_sub_(anchor, params)  # anchor now holds d
+    pairs = [(d, g) for d, g in zip(anchor, grads, strict=True) if g is not None]
+    if pairs:
+        ds, gs = [d for d, _ in pairs], [g.detach() for _, g in pairs]
+        gd = torch.cat([t.reshape(-1) for t in torch._foreach_mul(gs, ds)]).sum()
+        gg = torch.stack(torch._foreach_norm(gs)).double().square().sum()
+        dd = torch.stack(torch._foreach_norm(anchor)).double().square().sum()
+        out = torch.stack([gd.double(), gg, dd])
+    else:
+        out = torch.stack([torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64),
+                           torch.stack(torch._foreach_norm(anchor)).double().square().sum()])
+    torch._foreach_copy_(anchor, params)
+    return out
+
+
 class Hypergradient(AnchoredPolicy):
     """Move each group's LR along its hypergradient before every update (see the module docstring).
 
@@ -176,20 +199,11 @@ class Hypergradient(AnchoredPolicy):
         groups = self._bound_groups()
         assert self.anchor is not None
         # 1) per group, on the device: d = anchor - theta (in the anchor's buffer), then g.d, |g|^2, |d|^2; the
-        #    current parameters become the next anchor
+        #    current parameters become the next anchor (`_products`)
         sums = []
         with torch.no_grad():
             for group, g in zip(self.anchor, groups, strict=True):
-                terms = []
-                for a, p in zip(group, g["params"], strict=True):
-                    d = a.sub_(p.detach())
-                    grad = p.grad
-                    df = d.flatten()
-                    # a parameter without gradient (frozen, unused) still moves the anchor but adds no product
-                    gf = df.new_zeros(df.shape) if grad is None else grad.detach().flatten()
-                    terms.append(torch.stack([torch.vdot(gf, df), torch.vdot(gf, gf), torch.vdot(df, df)]))
-                    a.copy_(p.detach())
-                sums.append(torch.stack(terms).sum(0).double() if terms else torch.zeros(3, dtype=torch.float64))
+                sums.append(_products(group, [p.detach() for p in g["params"]], [p.grad for p in g["params"]]))
             device = sums[0].device
             values = torch.stack([s.to(device) for s in sums]).tolist()  # host sync: once per decision
         # 2) per group on the host: u = d / lr, the LR the displacement was taken with (the group's, as applied)
