@@ -8,6 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
+SCALE_STAMP := $(VENV)/.synced-scale
 EXP ?= demo
 JOBS ?= 1
 HOST ?= 127.0.0.1
@@ -28,6 +29,11 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
+# the `scale` group (Ray, for `--engine ray`) on top: the slow tests run a grid on a local Ray instance
+$(SCALE_STAMP): $(STAMP)
+	$(UV) sync --frozen --group scale --python $(PYTHON)
+	@touch $@
+
 setup: $(STAMP)  ## create .venv from uv.lock (torch, Lightning, MLflow, ...)
 
 demo: $(STAMP)  ## run the embedded comparison (digits + XOR x 4 schedulers x 3 seeds) and write its report
@@ -36,7 +42,7 @@ demo: $(STAMP)  ## run the embedded comparison (digits + XOR x 4 schedulers x 3 
 test: $(STAMP)  ## run the fast test suite (no network, no ../shared)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
-test-slow: $(STAMP)  ## run only the slow tests (real data, multi-process)
+test-slow: $(SCALE_STAMP)  ## run only the slow tests (multi-process, Ray, browser; installs the `scale` group)
 	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
 
 ui-deps:  ## Debian's chromium + chromium-driver for the browser test of the UIs (in make test-slow)
@@ -61,7 +67,7 @@ mlflow-ui: $(STAMP)  ## serve the MLflow UI over the store ($$MLFLOW_TRACKING_UR
 lint: $(STAMP)  ## ruff over src, tests and benchmarks
 	$(BIN)/ruff check src tests benchmarks
 
-bench: $(STAMP)  ## throughput, callback overhead, synthetic LR control; writes benchmarks/*.md + results.json
+bench: $(STAMP)  ## throughput (real-task rows need ADAPTIVE_LR_DATA_DIR), callback overhead, synthetic LR control; writes benchmarks/*.md + results.json
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/controller_overhead.py
 	$(BIN)/python benchmarks/lr_control.py

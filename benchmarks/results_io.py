@@ -1,5 +1,5 @@
 """What the benchmark scripts share: `benchmarks/results.json`, where each one replaces only its own entries, and
-the choice of the MNIST task they time.
+the check that a real dataset is here (`missing_data`), which also picks the MNIST task they time.
 
 An entry is {"name", "value", "unit", "target", "better": "higher"|"lower"}; a script owns the names that start
 with its prefixes, so `make bench` can run the scripts in any order (or one alone) without losing the others.
@@ -8,7 +8,6 @@ with its prefixes, so `make bench` can run the scripts in any order (or one alon
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -28,8 +27,39 @@ def merge(entries: Iterable[dict], prefixes: Sequence[str], path: Path = RESULTS
     path.write_text(json.dumps([*kept, *entries], indent=2) + "\n")
 
 
+def read(path: Path = RESULTS) -> dict[str, dict]:
+    """The entries of `path` by name (empty when it does not exist yet)."""
+    return {e["name"]: e for e in json.loads(path.read_text())} if path.exists() else {}
+
+
+def missing_data(overrides: Sequence[str]) -> str | None:
+    """Why the run composed from `overrides` cannot use its real dataset here, or None when it can (or when its
+    data is embedded or generated: a task config without `data.data_dir`).
+
+    The one presence check of the benchmarks, by the loaders' own rules (`adaptive_lr.data.source`): the data
+    directory (`$ADAPTIVE_LR_DATA_DIR`, or a `data_dir=` override) must be set, and the task's DataModule must load
+    its data from there (or from the decoded-tensor cache) without downloading. The reason given is the loader's
+    `DataNotFoundError` message, which names the dataset, the folders searched and the files expected. Loading
+    fills the cache (`paths.cache`), so runs composed from the same overrides then read the data from there.
+    """
+    from hydra.utils import instantiate
+
+    from adaptive_lr.config import compose
+    from adaptive_lr.data.source import ENV_DATA_DIR, DataNotFoundError
+
+    cfg = compose(overrides)
+    if "data_dir" not in cfg.data:
+        return None
+    if cfg.data.data_dir in (None, ""):
+        return f"{cfg.task.name}: no data directory ({ENV_DATA_DIR} is not set)"
+    try:
+        instantiate(cfg.data, download=False).setup("fit")
+    except DataNotFoundError as err:
+        return str(err)
+    return None
+
+
 def mnist_task() -> list[str]:
-    """`task=mnist` when `ADAPTIVE_LR_DATA_DIR` holds MNIST, else MNIST-shaped synthetic tensors (same model and
-    batch; per-step costs do not depend on the pixels)."""
-    data_dir = os.environ.get("ADAPTIVE_LR_DATA_DIR")
-    return ["task=mnist"] if data_dir and (Path(data_dir) / "mnist").is_dir() else ["task=synthetic_mnist"]
+    """`task=mnist` when the data directory holds MNIST (`missing_data`), else MNIST-shaped synthetic tensors (same
+    model and batch; per-step costs do not depend on the pixels)."""
+    return ["task=mnist"] if missing_data(["task=mnist"]) is None else ["task=synthetic_mnist"]

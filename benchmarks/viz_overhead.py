@@ -90,7 +90,8 @@ def main() -> None:
         base = [*task, f"trainer.max_epochs={args.epochs}", "experiment=bench", f"paths.root={tmp}"]
         off_cfg = compose(base)
         assert off_cfg.get("viz") is None, "views off must construct no view callback"
-        run(compose([*base, *views, "trainer.max_epochs=1", "data.n_train=2000"]))  # warm-up: first-call costs
+        # warm-up: first-call costs; 32 batches (~2k samples) of either MNIST task
+        run(compose([*base, *views, "trainer.max_epochs=1", "+trainer.limit_train_batches=32"]))
         off = run(off_cfg)
         timer.reset()
         on = run(compose([*base, *views]))

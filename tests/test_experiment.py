@@ -326,3 +326,27 @@ def test_variants_are_named_columns_built_from_a_scheduler_and_overrides(tmp_pat
         write_grid(tmp_path / "bad.yaml", extra=f"variants: {bad}\n")
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_grid(str(tmp_path / "bad.yaml"))
+
+
+@pytest.mark.slow
+def test_ray_engine_runs_the_grid_on_a_local_two_cpu_instance_and_resumes(store, tmp_path):
+    import ray  # the `scale` dependency group; `make test-slow` installs it
+
+    from adaptive_lr.experiment import RayEngine
+
+    grid = str(write_grid(tmp_path / "tiny.yaml"))
+    out = io.StringIO()
+    run_grid(grid, out=out, engine=RayEngine(jobs=2))
+
+    assert "RayEngine jobs=2" in out.getvalue() and "4/4 done" in out.getvalue() and "0 failed" in out.getvalue()
+    assert finished_per_cell(store) == Counter({cell: 1 for cell in CELLS})
+    assert len(runs(store)) == 4  # no stray RUNNING/FAILED run beside the finished ones
+    # the cells ran in Ray's worker processes, not in the driver
+    assert str(os.getpid()) not in {r.data.tags["pid"] for r in runs(store)}
+    assert [r.info.status for r in parent(store)] == ["FINISHED"]
+    assert not ray.is_initialized()  # the engine shuts down the instance it started
+
+    again = io.StringIO()
+    run_grid(grid, out=again, engine=RayEngine(jobs=2))
+    assert "4 already finished, 0 to run" in again.getvalue()
+    assert finished_per_cell(store) == Counter({cell: 1 for cell in CELLS})

@@ -384,7 +384,10 @@ class RayEngine:
             raise ConfigError("engine 'ray' needs Ray: `uv sync --group scale` (or pip install 'ray>=2.40')") from err
         started = not ray.is_initialized()
         if started:
-            local = {"num_cpus": self.jobs, "_node_ip_address": "127.0.0.1"} if self.address is None else {}
+            # a local instance: loopback only, and workers at normal priority (Ray nices them to 15 by default, so
+            # any other load on the machine starved a grid's cells: a 4-cell grid sat 15 min in its imports)
+            local = {"num_cpus": self.jobs, "_node_ip_address": "127.0.0.1", "object_store_memory": 100 * 2**20,
+                     "_system_config": {"worker_niceness": 0}} if self.address is None else {}
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **local)
         try:
             remote = ray.remote(num_cpus=1)(run_cell)

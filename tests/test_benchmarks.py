@@ -1,0 +1,52 @@
+"""The benchmark scripts' shared pieces, at tiny sizes (the measurements themselves run in `make bench`, never here):
+the plain-loop reference does a task's own batch work for every task kind, and the real-data check names what is
+missing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from adaptive_lr.config import compose
+from tasks.test_forecasting import write_vic_elec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import results_io  # noqa: E402
+import throughput  # noqa: E402
+
+
+@pytest.mark.parametrize("overrides", [
+    ["task=digits"],
+    ["task=electricity", "data.lookback=8", "data.horizon=4", "data.stride=2", "model.hidden=8"],
+], ids=["classification", "forecasting"])
+def test_plain_loop_trains_on_the_tasks_own_batches(overrides, tmp_path, home, monkeypatch):
+    (tmp_path / "electricity").mkdir()
+    write_vic_elec(tmp_path / "electricity")
+    cfg = compose([*overrides, f"data_dir={tmp_path}", "data.batch_size=16", "seed=0"])
+    built, original = [], throughput.build
+
+    def recording_build(c):
+        built.append(original(c))
+        built.append([p.detach().clone() for p in built[-1]["module"].model.parameters()])
+        return built[0]
+
+    monkeypatch.setattr(throughput, "build", recording_build)
+    seconds, samples = throughput.plain_loop(cfg, epochs=2, max_batches=3)
+
+    assert seconds > 0 and samples == 2 * 3 * 16  # every batch of every epoch, full batches only here
+    parts, initial = built
+    trained = list(parts["module"].model.parameters())
+    assert all(torch.isfinite(p).all() for p in trained)
+    assert any(not torch.equal(p, q) for p, q in zip(trained, initial, strict=True))  # the optimizer stepped
+
+
+def test_missing_data_names_the_dataset_and_the_folder_searched(tmp_path, monkeypatch, home):
+    monkeypatch.delenv("ADAPTIVE_LR_DATA_DIR", raising=False)
+    assert results_io.missing_data(["task=digits"]) is None  # embedded: nothing to find
+    assert "not set" in results_io.missing_data(["task=mnist"])
+    reason = results_io.missing_data(["task=mnist", f"data_dir={tmp_path}"])
+    assert "mnist" in reason.lower() and str(tmp_path) in reason
+    assert results_io.mnist_task() == ["task=synthetic_mnist"]
