@@ -106,6 +106,12 @@ def require_in_range(
     return float(value)
 
 
+def require_lr_bounds(min_lr: float, max_lr: float) -> tuple[float, float]:
+    """`(min_lr, max_lr)` with `0 < min_lr < max_lr`, both finite."""
+    low = require_positive("min_lr", min_lr)
+    return low, require_in_range("max_lr", max_lr, low, math.inf)
+
+
 def require_mode(mode: str) -> Mode:
     if mode not in ("min", "max"):
         raise PolicyConfigError(f"mode must be one of ['min', 'max'], got {mode!r}")
@@ -199,3 +205,18 @@ class LRPolicy:
         self.lrs = list(state["lrs"])
         self.tick = int(state["tick"])
         self.last_decision = None
+
+
+class BoundedPolicy(LRPolicy):
+    """A policy whose LRs stay within `[min_lr, max_lr]` (`0 < min_lr < max_lr`), from `reset` on: the base of
+    every feedback controller (heuristic, learned, hypergradient, line search)."""
+
+    def __init__(self, min_lr: float = 1e-6, max_lr: float = 1.0) -> None:
+        super().__init__()
+        self.min_lr, self.max_lr = require_lr_bounds(min_lr, max_lr)
+
+    def _clamp(self, lr: float) -> float:
+        return min(max(lr, self.min_lr), self.max_lr)
+
+    def _lrs_at_reset(self) -> list[float]:
+        return [self._clamp(lr) for lr in self.base_lrs]

@@ -13,20 +13,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from adaptive_lr.schedulers.base import (
-    LRPolicy,
+    BoundedPolicy,
     Observation,
     PolicyConfigError,
     require_in_range,
     require_int,
     require_mode,
-    require_positive,
 )
 
 #: guard against dividing by a watched value of exactly zero
 _REL_EPS = 1e-12
 
 
-class Heuristic(LRPolicy):
+class Heuristic(BoundedPolicy):
     """Raise / cut / hold controller on the relative change of one watched metric.
 
     Args (defaults assume one observation per validation epoch):
@@ -59,7 +58,7 @@ class Heuristic(LRPolicy):
         min_lr: float = 1e-6,
         max_lr: float = 1.0,
     ) -> None:
-        super().__init__()
+        super().__init__(min_lr, max_lr)
         if not isinstance(monitor, str) or not monitor:
             raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
         self.monitor = monitor
@@ -73,8 +72,6 @@ class Heuristic(LRPolicy):
         )
         self.patience = require_int("patience", patience, minimum=1)
         self.cooldown = require_int("cooldown", cooldown, minimum=0)
-        self.min_lr = require_positive("min_lr", min_lr)
-        self.max_lr = require_in_range("max_lr", max_lr, self.min_lr, math.inf)
         # counters (all in state_dict)
         self.prev: float | None = None  # last finite watched value, sign-normalised (lower is better)
         self.bad_count = 0  # consecutive no-progress ticks
@@ -82,10 +79,7 @@ class Heuristic(LRPolicy):
 
     def _lrs_at_reset(self) -> list[float]:
         self.prev, self.bad_count, self.cooldown_left = None, 0, 0
-        return [self._clamp(lr) for lr in self.base_lrs]
-
-    def _clamp(self, lr: float) -> float:
-        return min(max(lr, self.min_lr), self.max_lr)
+        return super()._lrs_at_reset()
 
     def _update(self, obs: Observation) -> list[float]:
         v = self.monitored_value(obs)  # raises KeyError naming the available metrics if the monitor is missing

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from adaptive_lr.schedulers.base import (
+    BoundedPolicy,
     Decision,
-    LRPolicy,
     Observation,
     PolicyConfigError,
     require_in_range,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 Anchor = list[list[torch.Tensor]]  # per param group, per parameter
 
 
-class AnchoredPolicy(LRPolicy):
+class AnchoredPolicy(BoundedPolicy):
     """A policy that reads the parameters of the optimizer it is bound to and keeps a copy of them (the anchor).
 
     The anchor is taken at `bind` when there is none (a fresh trajectory: `reset` drops it) and kept when there is
@@ -62,9 +62,7 @@ class AnchoredPolicy(LRPolicy):
     """
 
     def __init__(self, min_lr: float = 1e-6, max_lr: float = 1.0) -> None:
-        super().__init__()
-        self.min_lr = require_positive("min_lr", min_lr)
-        self.max_lr = require_in_range("max_lr", max_lr, self.min_lr, math.inf)
+        super().__init__(min_lr, max_lr)
         self.anchor: Anchor | None = None
         self._groups: list[dict[str, Any]] | None = None
         self._probe: Callable[[], float] | None = None
@@ -112,10 +110,7 @@ class AnchoredPolicy(LRPolicy):
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _lrs_at_reset(self) -> list[float]:
         self.anchor = None  # a fresh trajectory: the next bind takes the anchor
-        return [self._clamp(lr) for lr in self.base_lrs]
-
-    def _clamp(self, lr: float) -> float:
-        return min(max(lr, self.min_lr), self.max_lr)
+        return super()._lrs_at_reset()
 
     # -- persistence -----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

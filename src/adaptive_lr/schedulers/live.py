@@ -14,7 +14,6 @@ person's. Every override and release is logged as a `human` decision beside the 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adaptive_lr.schedulers.base import PolicyConfigError, require_in_range, require_positive
+from adaptive_lr.schedulers.base import PolicyConfigError, require_lr_bounds, require_positive
 
 CONTROL_FILE = "control.json"
 OPS = ("set", "scale", "release")
@@ -68,8 +67,7 @@ class LiveOverride:
 
     def __init__(self, path: str | os.PathLike[str], min_lr: float = 1e-7, max_lr: float = 10.0) -> None:
         self.path = Path(path)
-        self.min_lr = require_positive("min_lr", min_lr)
-        self.max_lr = require_in_range("max_lr", max_lr, self.min_lr, math.inf)
+        self.min_lr, self.max_lr = require_lr_bounds(min_lr, max_lr)
         self.applied_seq = 0
         self.lr: float | None = None
         self._mtime: int | None = None

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from adaptive_lr.schedulers.base import (
-    LRPolicy,
+    BoundedPolicy,
     Observation,
     PolicyConfigError,
     require_in_range,
@@ -75,7 +75,7 @@ def _action_name(factor: float) -> str:
     return "scale_down" if factor < 1.0 else "scale_up" if factor > 1.0 else "keep"
 
 
-class LearnedController(LRPolicy):
+class LearnedController(BoundedPolicy):
     """The shared loop of the learned controllers (module docstring); subclasses implement the learner.
 
     Args:
@@ -108,14 +108,12 @@ class LearnedController(LRPolicy):
         seed: int = 0,
         warm_start: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(min_lr, max_lr)
         if not isinstance(monitor, str) or not monitor:
             raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
         self.monitor = monitor
         self.mode = require_mode(mode)
         self.factors = _require_factors(factors)
-        self.min_lr = require_positive("min_lr", min_lr)
-        self.max_lr = require_in_range("max_lr", max_lr, self.min_lr, math.inf)
         self.reward_scale = require_positive("reward_scale", reward_scale)
         if not isinstance(reward_baseline, bool):
             raise PolicyConfigError(f"reward_baseline must be a bool, got {reward_baseline!r}")
@@ -160,10 +158,7 @@ class LearnedController(LRPolicy):
         self.features.reset()
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
         self.prev_phi, self.prev_action, self.ceilings = None, None, None
-        return [self._clamp(lr) for lr in self.base_lrs]
-
-    def _clamp(self, lr: float) -> float:
-        return min(max(lr, self.min_lr), self.max_lr)
+        return super()._lrs_at_reset()
 
     def _update(self, obs: Observation) -> list[float]:
         value = self.monitored_value(obs)  # raises KeyError naming the available metrics if the monitor is missing
