@@ -14,6 +14,7 @@ from adaptive_lr.config import compose
 from tasks.test_forecasting import write_vic_elec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import controller_overhead  # noqa: E402
 import results_io  # noqa: E402
 import throughput  # noqa: E402
 
@@ -50,3 +51,19 @@ def test_missing_data_names_the_dataset_and_the_folder_searched(tmp_path, monkey
     reason = results_io.missing_data(["task=mnist", f"data_dir={tmp_path}"])
     assert "mnist" in reason.lower() and str(tmp_path) in reason
     assert results_io.mnist_task() == ["task=synthetic_mnist"]
+
+
+def test_overhead_table_has_a_row_per_measured_scheduler_and_judges_the_share():
+    def row(name, ms, calls, train, share):
+        key = f"overhead/{name}"
+        return {f"{key}_callback_ms": {"value": ms}, f"{key}_hook_calls": {"value": calls},
+                f"{key}_train_s": {"value": train}, f"{key}_callback_share": {"value": share}}
+
+    saved = {**row("fixed", 60.0, 3445, 5.0, 0.012), **row("hypergradient_scheduler.frequency=1", 900.0, 5633, 6.0, 0.15),
+             "overhead/stale_callback_share": {"value": 0.5}}  # an entry without its row's details: no row
+
+    table = controller_overhead.report(saved, "task=mnist", 2).splitlines()
+
+    rows = [line for line in table if line.startswith("| ") and not line.startswith(("| scheduler", "| ---"))]
+    assert rows == ["| fixed | 60.0 | 3445 | 5.0 | 1.20% | yes |",
+                    "| hypergradient scheduler.frequency=1 | 900.0 | 5633 | 6.0 | 15.00% | NO |"]
