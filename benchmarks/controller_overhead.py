@@ -73,12 +73,15 @@ def report(saved: dict[str, dict], task: str, epochs: int) -> str:
         "| scheduler | callback time (ms) | hook calls | training (s) | share | met |",
         "| --- | ---: | ---: | ---: | ---: | :---: |",
     ]
-    for key in (k.removesuffix("_callback_share") for k in saved if k.startswith("overhead/")
-                and k.endswith("_callback_share") and f"{k.removesuffix('_callback_share')}_train_s" in saved):
-        ms, calls, train, share = (saved[f"{key}_{m}"]["value"] for m in ("callback_ms", "hook_calls", "train_s",
-                                                                           "callback_share"))
-        lines.append(f"| {key.removeprefix('overhead/').replace('_scheduler.', ' scheduler.')} | {ms:.1f} | {calls} | "
-                     f"{train:.1f} | {share:.2%} | {'yes' if share < TARGET else 'NO'} |")
+    for key in (k.removesuffix("_callback_share") for k in saved
+                if k.startswith("overhead/") and k.endswith("_callback_share")):
+        # rows from runs before the details were recorded show their share only
+        ms, calls, train = (saved.get(f"{key}_{m}", {}).get("value") for m in ("callback_ms", "hook_calls", "train_s"))
+        share = saved[f"{key}_callback_share"]["value"]
+        cells = ["—" if ms is None else f"{ms:.1f}", "—" if calls is None else str(calls),
+                 "—" if train is None else f"{train:.1f}"]
+        lines.append(f"| {key.removeprefix('overhead/').replace('_scheduler.', ' scheduler.')} | {' | '.join(cells)} | "
+                     f"{share:.2%} | {'yes' if share < TARGET else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 
