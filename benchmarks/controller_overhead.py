@@ -12,14 +12,12 @@ Writes benchmarks/controller_overhead.md and the `overhead/` entries of benchmar
 from __future__ import annotations
 
 import argparse
-import functools
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from results_io import entry, merge, mnist_task, read
+from results_io import Timer, entry, merge, mnist_task, read
 
 from adaptive_lr.config import available, compose
 from adaptive_lr.runner import run
@@ -30,31 +28,6 @@ TARGET = 0.02  # the issue's bound: under 2% of the step time
 PER_STEP_HYPERGRADIENT = "hypergradient scheduler.frequency=1"
 HOOKS = ("on_train_start", "on_train_batch_start", "on_before_optimizer_step", "on_train_batch_end", "on_validation_end",
          "on_train_epoch_end")
-
-
-class HookTimer:
-    """Wraps `LRControl`'s hooks on the class so every call's wall time is summed into `seconds`."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.calls = 0
-
-    def install(self) -> None:
-        from adaptive_lr.callbacks import LRControl
-
-        for name in HOOKS:
-            original = getattr(LRControl, name)
-
-            @functools.wraps(original)
-            def timed(*args, __original=original, **kwargs):
-                t0 = time.perf_counter()
-                try:
-                    return __original(*args, **kwargs)
-                finally:
-                    self.seconds += time.perf_counter() - t0
-                    self.calls += 1
-
-            setattr(LRControl, name, timed)
 
 
 def report(saved: dict[str, dict], task: str, epochs: int) -> str:
@@ -96,8 +69,11 @@ def main() -> None:
     import lightning  # noqa: F401
 
     configure_runtime()
-    timer = HookTimer()
-    timer.install()
+    from adaptive_lr.callbacks import LRControl
+
+    timer = Timer()
+    for hook in HOOKS:
+        timer.wrap(LRControl, hook, "callback")
     # every config as shipped, plus hypergradient deciding at every step (its config decides every 10th)
     schedulers = args.schedulers or [*available("scheduler"), PER_STEP_HYPERGRADIENT]
     task = mnist_task()
@@ -107,14 +83,15 @@ def main() -> None:
         run(compose([*base, "trainer.max_epochs=1"]))  # warm-up: first-call costs
         for name in schedulers:
             config, *overrides = name.split()
-            timer.seconds, timer.calls = 0.0, 0
+            timer.reset()
             result = run(compose([*base, f"scheduler={config}", *overrides]))
-            share = timer.seconds / result.train_seconds
-            print(f"{name}: callback {timer.seconds * 1e3:.1f} ms in {timer.calls} hook calls, "
+            seconds, calls = timer.seconds["callback"], timer.calls["callback"]
+            share = seconds / result.train_seconds
+            print(f"{name}: callback {seconds * 1e3:.1f} ms in {calls} hook calls, "
                   f"{share:.2%} of {result.train_seconds:.1f} s training", flush=True)
             key = f"overhead/{name.replace(' ', '_')}"
-            results += [entry(f"{key}_callback_ms", round(timer.seconds * 1e3, 1), "ms", better="lower"),
-                        entry(f"{key}_hook_calls", timer.calls, "calls", better="lower"),
+            results += [entry(f"{key}_callback_ms", round(seconds * 1e3, 1), "ms", better="lower"),
+                        entry(f"{key}_hook_calls", calls, "calls", better="lower"),
                         entry(f"{key}_train_s", round(result.train_seconds, 2), "s", better="lower"),
                         entry(f"{key}_callback_share", round(share, 5), "fraction of train time", TARGET, "lower")]
     # only the re-measured rows are replaced (exact names), so `--schedulers` can redo one row beside the rest

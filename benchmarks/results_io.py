@@ -1,5 +1,6 @@
 """What the benchmark scripts share: `benchmarks/results.json`, where each one replaces only its own entries, and
-the check that a real dataset is here (`missing_data`), which also picks the MNIST task they time.
+the check that a real dataset is here (`missing_data`), which also picks the MNIST task they time, and the
+`Timer` that sums the wall time of wrapped methods (the overhead benchmarks).
 
 An entry is {"name", "value", "unit", "target", "better": "higher"|"lower"}; a script owns the names that start
 with its prefixes, so `make bench` can run the scripts in any order (or one alone) without losing the others.
@@ -7,7 +8,10 @@ with its prefixes, so `make bench` can run the scripts in any order (or one alon
 
 from __future__ import annotations
 
+import functools
 import json
+import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -63,3 +67,29 @@ def mnist_task() -> list[str]:
     """`task=mnist` when the data directory holds MNIST (`missing_data`), else MNIST-shaped synthetic tensors (same
     model and batch; per-step costs do not depend on the pixels)."""
     return ["task=mnist"] if missing_data(["task=mnist"]) is None else ["task=synthetic_mnist"]
+
+
+class Timer:
+    """Wraps methods on their classes so every call's wall time is summed per label."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, cls: type, name: str, label: str) -> None:
+        original = getattr(cls, name)
+
+        @functools.wraps(original)
+        def timed(*args, __original=original, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return __original(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - t0
+                self.calls[label] += 1
+
+        setattr(cls, name, timed)
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.calls.clear()

@@ -21,15 +21,12 @@ Writes benchmarks/viz_overhead.md and the `viz/` entries of benchmarks/results.j
 from __future__ import annotations
 
 import argparse
-import functools
 import platform
 import tempfile
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
-from results_io import entry, merge, mnist_task
+from results_io import Timer, entry, merge, mnist_task
 
 from adaptive_lr.config import compose
 from adaptive_lr.runner import run
@@ -39,32 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_ON, TARGET_OFF = 0.10, 0.01  # the issue's bounds: <= 10% with views on, < 1% with views off
 HOOKS = ("on_train_start", "on_train_batch_start", "on_before_optimizer_step", "on_train_batch_end",
          "on_train_epoch_end", "on_train_end")
-
-
-class Timer:
-    """Wraps methods on their classes so every call's wall time is summed per label."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-
-    def wrap(self, cls: type, name: str, label: str) -> None:
-        original = getattr(cls, name)
-
-        @functools.wraps(original)
-        def timed(*args, __original=original, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return __original(*args, **kwargs)
-            finally:
-                self.seconds[label] += time.perf_counter() - t0
-                self.calls[label] += 1
-
-        setattr(cls, name, timed)
-
-    def reset(self) -> None:
-        self.seconds.clear()
-        self.calls.clear()
 
 
 def main() -> None:

@@ -68,3 +68,16 @@ def test_overhead_table_has_a_row_per_measured_scheduler_and_judges_the_share():
     assert rows == ["| fixed | 60.0 | 3445 | 5.0 | 1.20% | yes |",
                     "| hypergradient scheduler.frequency=1 | 900.0 | 5633 | 6.0 | 15.00% | NO |",
                     "| older | — | — | — | 1.50% | yes |"]
+
+
+def test_timer_sums_each_wrapped_methods_calls_under_its_label():
+    class Work:
+        def step(self, x):
+            return x + 1
+
+    timer = results_io.Timer()
+    timer.wrap(Work, "step", "work")
+    assert [Work().step(1), Work().step(2)] == [2, 3]  # the wrapped method still returns its result
+    assert timer.calls["work"] == 2 and timer.seconds["work"] > 0
+    timer.reset()
+    assert timer.calls["work"] == 0 and timer.seconds["work"] == 0
