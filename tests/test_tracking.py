@@ -1,7 +1,9 @@
-"""Tracking: `MLflowRunLogger` writes metrics in few batches and loses none; where the MLflow store lives."""
+"""Tracking: `MLflowRunLogger` writes metrics in few batches, off the training thread, and loses none; where the
+MLflow store lives."""
 
 from __future__ import annotations
 
+import threading
 import types
 
 import pytest
@@ -60,6 +62,7 @@ def test_many_small_logs_become_few_full_batches(make_logger, clock):
     for key, step, value in sent:
         logger.log_metrics({key: value}, step=step)
 
+    logger.wait()  # the full batches went to the writer thread; the rest stays buffered
     assert [len(b) for _, b in logger.client.batches] == [MLFLOW_BATCH_LIMIT, MLFLOW_BATCH_LIMIT]
     logger.flush()
     assert [len(b) for _, b in logger.client.batches] == [1000, 1000, 500]
@@ -75,6 +78,7 @@ def test_one_large_log_is_split_into_batches_of_at_most_the_limit(make_logger, c
 
     logger.log_metrics(record, step=7)
 
+    logger.wait()
     assert [len(b) for _, b in logger.client.batches] == [1000, 1000, 1]
     assert logger.client.logged() == [(k, 7, v) for k, v in record.items()]
 
@@ -86,19 +90,65 @@ def test_save_flushes_only_after_flush_every_s(make_logger, clock):
     logger.save()
     clock.now += 9.9
     logger.save()
+    logger.wait()
     assert logger.client.batches == []
 
     clock.now += 0.2
     logger.save()
+    logger.wait()
     assert logger.client.logged() == [("lr", 1, 0.1), ("val_loss", 1, 0.5)]
 
     logger.log_metrics({"lr": 0.2}, step=2)
     clock.now += 5
     logger.save()  # the interval restarts at every flush
+    logger.wait()
     assert len(logger.client.batches) == 1
     logger.finalize("success")
     assert logger.client.logged()[-1] == ("lr", 2, 0.2)
     assert len(logger.client.batches) == 2
+
+
+class GatedClient(SpyClient):
+    """A store whose writes block until `gate` opens (a slow SQLite or a remote server), or fail with `error`."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        super().__init__(tracking_uri)
+        self.gate, self.error = threading.Event(), None
+        self.threads: set[str] = set()
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self.threads.add(threading.current_thread().name)
+        assert self.gate.wait(timeout=30)
+        if self.error is not None:
+            raise self.error
+        super().log_batch(run_id, metrics)
+
+
+def test_a_full_batch_is_written_by_the_writer_thread_while_training_goes_on(monkeypatch, clock):
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", GatedClient)
+    logger = MLflowRunLogger("sqlite:///unused.db", "run-1")
+    sent = [("loss", step, float(step)) for step in range(MLFLOW_BATCH_LIMIT + 5)]
+
+    for key, step, value in sent:  # returns although the store has not written anything yet
+        logger.log_metrics({key: value}, step=step)
+    assert logger.client.batches == []
+
+    logger.client.gate.set()
+    logger.flush()  # waits for the batch in flight, then writes the last 5
+    assert logger.client.logged() == sent
+    assert [len(b) for _, b in logger.client.batches] == [MLFLOW_BATCH_LIMIT, 5]
+    assert logger.client.threads and threading.current_thread().name not in logger.client.threads
+
+
+def test_a_failed_write_raises_at_the_next_flush_instead_of_losing_metrics(monkeypatch, clock):
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", GatedClient)
+    logger = MLflowRunLogger("sqlite:///unused.db", "run-1")
+    logger.client.error = RuntimeError("database is locked")
+    logger.client.gate.set()
+    logger.log_metrics({f"m{i}": 1.0 for i in range(MLFLOW_BATCH_LIMIT)}, step=1)  # handed over, fails there
+
+    with pytest.raises(RuntimeError, match="database is locked"):
+        logger.flush()
 
 
 def test_step_none_is_logged_as_step_zero(make_logger, clock):

@@ -112,6 +112,7 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
     from adaptive_lr.tracking.epoch_metrics import EpochMetrics
     from adaptive_lr.tracking.loggers import LeanTensorBoardLogger, MLflowRunLogger
     from adaptive_lr.tracking.run import TrackedRun, resolve_tracking_uri
+    from adaptive_lr.trainer import NoProfiler
 
     configure_runtime()
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init depends on the seed alone
@@ -152,7 +153,8 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         if cfg.live_control.enabled:
             from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
 
-            live = LiveOverride(run_dir / CONTROL_FILE, cfg.live_control.min_lr, cfg.live_control.max_lr)
+            live = LiveOverride(run_dir / CONTROL_FILE, cfg.live_control.min_lr, cfg.live_control.max_lr,
+                                cfg.live_control.every_n_steps)
         callbacks = [
             epoch_metrics,
             LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
@@ -166,6 +168,7 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
 
             callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_epochs=1,
                                              save_top_k=-1))
+        trainer_kwargs.setdefault("profiler", NoProfiler())  # unless the config asks for one (`trainer.profiler=`)
         trainer = L.Trainer(**trainer_kwargs, logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
                             default_root_dir=str(run_dir))
         t_fit = time.perf_counter()

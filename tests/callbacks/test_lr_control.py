@@ -608,6 +608,19 @@ def test_a_set_lr_command_takes_effect_at_the_next_step_and_wins_until_released(
     assert control.state_dict()["live"] == {"applied_seq": 3, "lr": None}
 
 
+def test_the_control_file_is_polled_every_n_steps_of_an_epoch(tmp_path):
+    from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+
+    live = LiveOverride(tmp_path / CONTROL_FILE, min_lr=1e-4, max_lr=1.0, every_n_steps=2)
+    control = LRControl(Fixed(), interval="epoch", live=live)
+    steer = Steer(tmp_path, {3: ["set-lr", "0.123"]})  # after the 3rd step: batch 3 of epoch 1 is not polled
+    _, recorder = fit(control, max_epochs=2, extra=[steer])
+
+    assert recorder.step_lrs == [BASE_LR] * 4 + [0.123] * 4  # applied at the next polled batch, epoch 2's first
+    with pytest.raises(ValueError, match="every_n_steps must be a positive int"):
+        LiveOverride(tmp_path / CONTROL_FILE, every_n_steps=0)
+
+
 def test_live_commands_refuse_bad_values_and_unknown_runs(tmp_path, capsys):
     from adaptive_lr.cli import main
 

@@ -267,3 +267,18 @@ def test_composed_config_builds_a_step_interval_hypergradient():
     assert isinstance(parts["policy"], Hypergradient)
     assert parts["policy"].variant == cfg.scheduler.policy.variant and parts["policy"].decides_before_step
     assert cfg.scheduler.interval == "step" and cfg.scheduler.frequency == 10  # every 10th update (overhead)
+
+
+def test_the_flat_work_buffers_are_reused_across_decisions_and_are_not_state():
+    policy = Hypergradient()
+    drive(torch.optim.SGD, policy, 2)
+    buffers = {key: buf.data_ptr() for key, buf in policy._scratch.items()}
+    assert buffers  # d and g of group 0
+    drive_more = PolicyLR(torch.optim.SGD([torch.nn.Parameter(theta0())], lr=BASE_LR), policy)  # same shapes
+    theta = drive_more.optimizer.param_groups[0]["params"][0]
+    for _ in range(3):
+        drive_more.optimizer.zero_grad()
+        loss_of(theta).backward()
+        drive_more.step()
+    assert {key: buf.data_ptr() for key, buf in policy._scratch.items()} == buffers
+    assert "_scratch" not in str(policy.state_dict())

@@ -203,3 +203,24 @@ def test_train_loss_of_an_epoch_with_a_nan_step_is_nan():
     t = trainer(max_epochs=1)
     t.fit(ClassificationTask(model, SGD, nn.BCEWithLogitsLoss()), datamodule=dm)
     assert torch.isnan(t.callback_metrics["train_loss"])
+
+
+def test_the_lightning_bookkeeping_fast_paths_keep_module_semantics():
+    import inspect
+    import types
+
+    from adaptive_lr.tasks.base import EpochMeanTask
+
+    task = ClassificationTask(MLP(2, [2], 1, "tanh"), SGD, nn.BCEWithLogitsLoss())
+    task._current_fx_name = "training_step"  # the fast path: a plain attribute, as nn.Module would store it
+    assert task._current_fx_name == "training_step" and "_current_fx_name" in vars(task)
+    task.extra = nn.Linear(1, 1)  # everything else still goes through nn.Module: submodules and buffers register
+    task.scale = nn.Parameter(torch.ones(1))
+    assert "extra" in task._modules and "scale" in task._parameters and "extra" not in vars(task)
+    # the precomputed signatures are the real ones (Lightning reads them to pass batch_idx)
+    for name in ("training_step", "validation_step", "test_step"):
+        method = getattr(EpochMeanTask, name)
+        bare = types.FunctionType(method.__code__, method.__globals__)  # the same function without __signature__
+        bare.__annotations__ = method.__annotations__
+        assert method.__signature__ == inspect.signature(bare)
+        assert list(inspect.signature(getattr(task, name)).parameters) == ["batch", "batch_idx"]

@@ -40,7 +40,7 @@ class LRControl(Callback):
       decision as `controller_action` (code from `ACTIONS`) and `controller_factor`, to every attached logger.
     - Its state (the policy's state) goes into checkpoints under `state_key`.
     - With `live` (a `LiveOverride` on the run folder's control file) a person can hold the LR by hand
-      (`adaptive-lr set-lr / scale-lr / release-lr`): applied at the next step, logged as a `human` decision, and
+      (`adaptive-lr set-lr / scale-lr / release-lr`): applied at the next polled step (`live.every_n_steps`), logged as a `human` decision, and
       winning over the policy's LRs until released (the policy keeps observing meanwhile).
     - Policies that read parameters or gradients are bound to the optimizer at train start (after the reset, or
       after the restore on resume) with `policy.bind(optimizer, probe)`. `probe` (only for `policy.needs_probe`)
@@ -79,10 +79,12 @@ class LRControl(Callback):
         self._restored = False
         self._disagreed = False  # a DDP rank's policy chose other LRs than rank 0's (warned once)
         self._decided_epoch = 0  # last epoch (1-based) whose decision was made, so no epoch decides twice
+        # Lightning reads `state_key` at every hook call (for its profiler's action name): built once
+        self._state_key = self._generate_state_key(policy=type(policy).__name__, interval=interval)
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(policy=type(self.policy).__name__, interval=self.interval)
+        return self._state_key
 
     @staticmethod
     def monitorable(logged: tuple[str, ...], interval: str) -> list[str]:
@@ -153,11 +155,11 @@ class LRControl(Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if self.live is None:
+        if self.live is None or batch_idx % self.live.every_n_steps:
             return
         groups = self._param_groups(trainer)
         before = groups[0]["lr"]
-        command = self.live.poll(before)  # one stat() per step; the file is read only when it changed
+        command = self.live.poll(before)  # one stat(); the file is read only when it changed
         if command is None:
             return
         self._apply(groups, self._overridden(self.policy.lrs))

@@ -62,12 +62,18 @@ class LiveOverride:
     """The run's side: polls the control file, turns commands into an LR override within [min_lr, max_lr].
 
     `lr` is the overriding LR of the first param group (None: no override); further groups keep their ratio to the
-    first. State (`applied_seq`, `lr`) is checkpointed by the driver, so a resumed run keeps a held LR.
+    first. State (`applied_seq`, `lr`) is checkpointed by the driver, so a resumed run keeps a held LR. A driver
+    polls before every `every_n_steps`-th step (one `stat()` each: ~10 us while the file does not exist, a few
+    tenths of a percent of a short step if done at every step).
     """
 
-    def __init__(self, path: str | os.PathLike[str], min_lr: float = 1e-7, max_lr: float = 10.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], min_lr: float = 1e-7, max_lr: float = 10.0,
+                 every_n_steps: int = 1) -> None:
         self.path = Path(path)
         self.min_lr, self.max_lr = require_lr_bounds(min_lr, max_lr)
+        if not (isinstance(every_n_steps, int) and every_n_steps >= 1):
+            raise ValueError(f"every_n_steps must be a positive int, got {every_n_steps!r}")
+        self.every_n_steps = every_n_steps
         self.applied_seq = 0
         self.lr: float | None = None
         self._mtime: int | None = None

@@ -12,11 +12,16 @@ metric names. Everything else lives here once:
   3. train means are published when the epoch's validation ends (so callbacks' `on_train_epoch_end` sees them),
      or at `on_train_epoch_end` when no validation ran;
   4. non-finite training losses counted on the device (`nonfinite_steps`), read once per epoch by `EpochMetrics`;
-  5. batches of in-memory tensors already on the device skip Lightning's recursive transfer.
+  5. batches of in-memory tensors already on the device skip Lightning's recursive transfer;
+  6. two costs Lightning adds to every step are paid once instead (~0.15 ms of a ~4 ms MNIST-MLP step together):
+     it sets `_current_fx_name` on the module around every hook (~35 times a step, each through
+     `nn.Module.__setattr__`'s checks for parameters, buffers and submodules: a plain string needs none of them),
+     and it calls `inspect.signature(training_step)` every step (the step methods carry a precomputed one).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +70,12 @@ class EpochMeanTask(L.LightningModule):
         """(loss, values): the batch loss (graph kept) and a 1-D tensor of batch means aligned with the stage's
         metric names (values[0] is the detached loss)."""
         raise NotImplementedError
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_current_fx_name":  # Lightning's hook bookkeeping, a str or None (module docstring, 6)
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # -- metric names ------------------------------------------------------------------------------------------------
     @property
@@ -117,9 +128,7 @@ class EpochMeanTask(L.LightningModule):
         loss = self._shared_step(batch, "train")
         self.manual_backward(loss)
         optimizer.step()
-        self.nonfinite_steps += (
-            ~torch.isfinite(loss.detach())
-        ).long()  # device-side count, read once per epoch
+        self.nonfinite_steps.add_(~loss.detach().isfinite())  # device-side count, read once per epoch
         return loss.detach()
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
@@ -130,6 +139,12 @@ class EpochMeanTask(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.model.parameters())
+
+    # Lightning inspects the step methods' signatures every step; subclasses that override one keep Lightning's
+    # behaviour (their function has no `__signature__`)
+    for _step in (training_step, validation_step, test_step):
+        _step.__signature__ = inspect.signature(_step)  # type: ignore[attr-defined]
+    del _step
 
     # -- controllers' probe ------------------------------------------------------------------------------------------
     def probe_loss(self, batch: Sequence[torch.Tensor]) -> float:

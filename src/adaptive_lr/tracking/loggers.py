@@ -1,27 +1,35 @@
-"""Lean Lightning loggers: MLflow metrics go out in batches, TensorBoard flushes on its own schedule.
+"""Lean Lightning loggers: MLflow metrics go out in batches from a writer thread, TensorBoard queues its events.
 
-Measured here: one MLflow `log_batch` on SQLite costs ~6.6 ms whatever its size (up to 1000 metrics), and
-Lightning's stock loggers write on every `log_metrics`/`save` call. These keep every value but pay the I/O rarely.
+Measured here (SQLite store, a run with its resolved config as params): one MLflow `log_batch` costs ~11 ms plus
+~0.12-0.2 ms per metric (~130-230 ms for a full batch of 1000), and Lightning's stock loggers write on every
+`log_metrics`/`save` call. A TensorBoard `add_scalar` cost ~0.1 ms with SummaryWriter's default 10-event queue,
+where the training thread waits for the event writer thread. These keep every value but keep the writes off the
+training thread's critical path.
 """
 
 from __future__ import annotations
 
 import time
 from argparse import Namespace
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 MLFLOW_BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
+TB_MAX_QUEUE = 1000  # TensorBoard events queued before `add_scalar` waits for the event writer thread
 
 
 class MLflowRunLogger(Logger):
     """Logs metrics into an existing MLflow run (created and closed by `tracking.run.TrackedRun`).
 
-    Metrics are buffered and written with `log_batch` when `flush()` is called, when `flush_every_s` seconds have
-    passed at a `save()` point, or when the buffer holds a full batch. It never sets the run's status: the owner of
-    the run marks it FINISHED only after everything (test metrics, artifacts) is written.
+    Metrics are buffered and handed, in batches of at most `MLFLOW_BATCH_LIMIT`, to one writer thread that calls
+    `log_batch` (in order), when the buffer holds a full batch or when `flush_every_s` seconds have passed at a
+    `save()` point: `log_metrics` never waits for the store. `flush()` (and `finalize`) writes the rest and waits
+    until MLflow holds every metric logged so far; a write that failed raises there (or at the next hand-over), so
+    no metric is lost silently. It never sets the run's status: the owner of the run marks it FINISHED only after
+    everything (test metrics, artifacts) is written and flushed.
     """
 
     def __init__(self, tracking_uri: str, run_id: str, flush_every_s: float = 10.0) -> None:
@@ -33,6 +41,8 @@ class MLflowRunLogger(Logger):
         self.flush_every_s = flush_every_s
         self._buffer: list[Any] = []
         self._last_flush = time.monotonic()
+        self._writer: ThreadPoolExecutor | None = None  # started at the first hand-over
+        self._pending: list[Future] = []
 
     @property
     def name(self) -> str:
@@ -57,18 +67,36 @@ class MLflowRunLogger(Logger):
         ts = int(time.time() * 1000)
         self._buffer.extend(Metric(key=k, value=float(v), timestamp=ts, step=step or 0) for k, v in metrics.items())
         if len(self._buffer) >= MLFLOW_BATCH_LIMIT:
-            self.flush()
+            self._hand_over()
 
     @rank_zero_only
     def save(self) -> None:
         if self._buffer and time.monotonic() - self._last_flush >= self.flush_every_s:
-            self.flush()
+            self._hand_over()
 
     @rank_zero_only
     def flush(self) -> None:
+        """Write every buffered metric and wait until the writer thread has stored all of them."""
+        self._hand_over()
+        self.wait()
+
+    def wait(self) -> None:
+        """Block until every batch handed over so far is stored; re-raise the first failed write."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def _hand_over(self) -> None:
+        """Queue the buffer for the writer thread in batches (returns at once), after reporting failed writes."""
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for future in done:
+            future.result()  # a failed earlier write raises here, on the training thread
+        if self._buffer and self._writer is None:  # one thread: batches are stored in the order they were logged
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-writer")
         while self._buffer:
             chunk, self._buffer = self._buffer[:MLFLOW_BATCH_LIMIT], self._buffer[MLFLOW_BATCH_LIMIT:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+            self._pending.append(self._writer.submit(self.client.log_batch, self.run_id, metrics=chunk))
         self._last_flush = time.monotonic()
 
     @rank_zero_only
@@ -79,10 +107,12 @@ class MLflowRunLogger(Logger):
 class LeanTensorBoardLogger(TensorBoardLogger):
     """TensorBoardLogger whose `save()` (called by Lightning after every log) does not rewrite hparams.yaml.
 
-    The SummaryWriter already flushes in the background; `finalize` flushes and closes it.
+    The SummaryWriter already flushes in the background; `finalize` flushes and closes it. Its event queue holds
+    `TB_MAX_QUEUE` events (SummaryWriter's default, 10, made the training thread wait for the writer thread).
     """
 
     def __init__(self, save_dir: str, **kwargs: Any) -> None:
+        kwargs.setdefault("max_queue", TB_MAX_QUEUE)
         super().__init__(save_dir=save_dir, name="", version="", default_hp_metric=False, **kwargs)
 
     @rank_zero_only
