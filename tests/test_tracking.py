@@ -167,3 +167,24 @@ def test_tracking_uri_explicit_then_env_then_project_sqlite(tmp_path, monkeypatc
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert resolve_tracking_uri(None, tmp_path / "c") == f"sqlite:///{(tmp_path / 'c').resolve()}/mlflow.db"
     assert (tmp_path / "c").is_dir()
+
+
+def test_tensorboard_records_are_one_event_each_and_all_reach_the_file(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from adaptive_lr.tracking.loggers import TB_HAND_OVER, LeanTensorBoardLogger
+
+    logger = LeanTensorBoardLogger(str(tmp_path))
+    n = TB_HAND_OVER + 3  # one hand-over to the event writer, three left for finalize
+    for step in range(n):
+        logger.log_metrics({"controller_action": 3.0, "controller_factor": 1.0 + step / 100}, step=step)
+    assert len(logger._events) == 3
+    logger.finalize("success")
+
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("controller_factor")] == list(range(n))
+    assert [e.value for e in acc.Scalars("controller_factor")] == pytest.approx([1 + s / 100 for s in range(n)])
+    assert len(acc.Scalars("controller_action")) == n
+    wall = [e.wall_time for e in acc.Scalars("controller_factor")]
+    assert wall == sorted(wall)  # each event keeps the time it was logged at

@@ -266,7 +266,7 @@ def test_composed_config_builds_a_step_interval_hypergradient():
     parts = build(cfg)
     assert isinstance(parts["policy"], Hypergradient)
     assert parts["policy"].variant == cfg.scheduler.policy.variant and parts["policy"].decides_before_step
-    assert cfg.scheduler.interval == "step" and cfg.scheduler.frequency == 10  # every 10th update (overhead)
+    assert cfg.scheduler.interval == "step" and cfg.scheduler.frequency == 20  # every 20th update (overhead)
 
 
 def test_the_flat_work_buffers_are_reused_across_decisions_and_are_not_state():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from argparse import Namespace
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 MLFLOW_BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
 TB_MAX_QUEUE = 1000  # TensorBoard events queued before `add_scalar` waits for the event writer thread
+TB_HAND_OVER = 100  # TensorBoard events built before they go to the event writer thread together
 
 
 class MLflowRunLogger(Logger):
@@ -109,11 +111,42 @@ class LeanTensorBoardLogger(TensorBoardLogger):
 
     The SummaryWriter already flushes in the background; `finalize` flushes and closes it. Its event queue holds
     `TB_MAX_QUEUE` events (SummaryWriter's default, 10, made the training thread wait for the writer thread).
+    `log_metrics` makes one event per record (a summary with one value per metric, as TensorBoard's own writers
+    do for several tags at one step) instead of Lightning's one per metric, and hands events to the writer thread
+    `TB_HAND_OVER` at a time (and at `finalize`), each with the wall time it was logged at. Measured on the MNIST
+    MLP, one event handed over as it was logged cost the training thread ~0.2 ms (the writer thread, woken for
+    every event, serialises and checksums it in Python while holding the GIL), against ~0.02 ms to build it.
+    TensorBoard itself only flushes the event file every 2 minutes, so the hand-over adds no visible delay.
     """
 
     def __init__(self, save_dir: str, **kwargs: Any) -> None:
         kwargs.setdefault("max_queue", TB_MAX_QUEUE)
         super().__init__(save_dir=save_dir, name="", version="", default_hp_metric=False, **kwargs)
+        self._events: list[tuple[Any, int | None, float]] = []  # (summary, step, wall time), not yet handed over
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        if any(isinstance(v, Mapping) for v in metrics.values()):  # grouped scalars: Lightning's add_scalars path
+            self._hand_over()  # in order
+            super().log_metrics(metrics, step)
+            return
+        values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]  # float(): tensors too
+        self._events.append((Summary(value=values), step, time.time()))
+        if len(self._events) >= TB_HAND_OVER:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        writer = self.experiment._get_file_writer()
+        for summary, step, wall_time in self._events:
+            writer.add_summary(summary, global_step=step, walltime=wall_time)
+        self._events = []
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self._hand_over()
+        super().finalize(status)
 
     @rank_zero_only
     def save(self) -> None:
@@ -129,6 +162,7 @@ class LeanTensorBoardLogger(TensorBoardLogger):
         TensorBoard's HParams tab lines up every run of a grid (`make tensorboard` serves `runs/`)."""
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+        self._hand_over()
         clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
         experiment, start, end = hparams_summary(clean, dict(metrics))
         writer = self.experiment.file_writer
