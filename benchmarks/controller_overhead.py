@@ -41,8 +41,11 @@ def report(saved: dict[str, dict], task: str, epochs: int) -> str:
         f"{epochs} epochs per scheduler, TensorBoard + MLflow on. The callback time is the summed wall time "
         "of every `LRControl` hook (decisions, host syncs, the policy, LR logging). Target: under 2% of training. "
         "The `hypergradient scheduler.frequency=N` rows are hypergradient deciding before every update and every "
-        "10th instead of every 20th (its config's default), kept to show what a decision costs. Rows come from "
-        "results.json: a row re-measured alone (`--schedulers NAME`) sits beside the others.",
+        "10th instead of every 20th (its config's default), kept to show what a decision costs; only the shipped "
+        "configs are judged. MLflow batches and TensorBoard events are written by background threads "
+        "(`tracking/loggers.py`): their CPU time is outside the hooks and would show in the training column, where "
+        "run-to-run noise on this 2-core VM (about 10%) is larger than the differences between rows. Rows come "
+        "from results.json: a row re-measured alone (`--schedulers NAME`) sits beside the others.",
         "",
         "| scheduler | callback time (ms) | hook calls | training (s) | share | met |",
         "| --- | ---: | ---: | ---: | ---: | :---: |",
@@ -54,8 +57,9 @@ def report(saved: dict[str, dict], task: str, epochs: int) -> str:
         share = saved[f"{key}_callback_share"]["value"]
         cells = ["—" if ms is None else f"{ms:.1f}", "—" if calls is None else str(calls),
                  "—" if train is None else f"{train:.1f}"]
-        lines.append(f"| {key.removeprefix('overhead/').replace('_scheduler.', ' scheduler.')} | {' | '.join(cells)} | "
-                     f"{share:.2%} | {'yes' if share < TARGET else 'NO'} |")
+        name = key.removeprefix("overhead/").replace("_scheduler.", " scheduler.")
+        met = "—" if " " in name else "yes" if share < TARGET else "NO"  # a config with overrides: not judged
+        lines.append(f"| {name} | {' | '.join(cells)} | {share:.2%} | {met} |")
     return "\n".join(lines) + "\n"
 
 
@@ -95,7 +99,8 @@ def main() -> None:
             results += [entry(f"{key}_callback_ms", round(seconds * 1e3, 1), "ms", better="lower"),
                         entry(f"{key}_hook_calls", calls, "calls", better="lower"),
                         entry(f"{key}_train_s", round(result.train_seconds, 2), "s", better="lower"),
-                        entry(f"{key}_callback_share", round(share, 5), "fraction of train time", TARGET, "lower")]
+                        entry(f"{key}_callback_share", round(share, 5), "fraction of train time",
+                              None if overrides else TARGET, "lower")]  # only shipped configs are judged
     # only the re-measured rows are replaced (exact names), so `--schedulers` can redo one row beside the rest
     merge(results, [e["name"] for e in results], args.out / "results.json")
     (args.out / "controller_overhead.md").write_text(report(read(args.out / "results.json"), task[0], args.epochs))

@@ -60,14 +60,15 @@ def test_overhead_table_has_a_row_per_measured_scheduler_and_judges_the_share():
                 f"{key}_train_s": {"value": train}, f"{key}_callback_share": {"value": share}}
 
     saved = {**row("fixed", 60.0, 3445, 5.0, 0.012), **row("hypergradient_scheduler.frequency=1", 900.0, 5633, 6.0, 0.15),
-             "overhead/older_callback_share": {"value": 0.015}}  # a row measured before details were recorded
+             "overhead/older_callback_share": {"value": 0.015}, **row("hypergradient", 300.0, 5633, 6.0, 0.05)}  # a row measured before details were recorded
 
     table = controller_overhead.report(saved, "task=mnist", 2).splitlines()
 
     rows = [line for line in table if line.startswith("| ") and not line.startswith(("| scheduler", "| ---"))]
     assert rows == ["| fixed | 60.0 | 3445 | 5.0 | 1.20% | yes |",
-                    "| hypergradient scheduler.frequency=1 | 900.0 | 5633 | 6.0 | 15.00% | NO |",
-                    "| older | — | — | — | 1.50% | yes |"]
+                    "| hypergradient scheduler.frequency=1 | 900.0 | 5633 | 6.0 | 15.00% | — |",
+                    "| older | — | — | — | 1.50% | yes |",
+                    "| hypergradient | 300.0 | 5633 | 6.0 | 5.00% | NO |"]  # a shipped config over the target
 
 
 def test_timer_sums_each_wrapped_methods_calls_under_its_label():

@@ -187,10 +187,9 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None})
         if (run_dir / "viz").is_dir():
             tracked.add_artifact(run_dir / "viz")
-        learner = getattr(policy, "policy", policy)  # Warmup wraps the configured policy
-        if hasattr(learner, "save_learned"):  # a learning controller: keep what it learned, for warm starts
+        if policy.learns:  # a learning controller: keep what it learned, for warm starts
             learned = run_dir / "policy_learned.pt"
-            learner.save_learned(learned)
+            policy.save_learned(learned)
             tracked.add_artifact(learned)
         run_id = tracked.run_id
     return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0, fit_seconds,

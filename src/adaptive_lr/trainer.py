@@ -1,10 +1,10 @@
 """Lean Lightning Trainer pieces: per-step costs Lightning pays whether or not anyone profiles.
 
-Lightning wraps every hook call (about 40 per training step) in `trainer.profiler.profile(name)`. Its default
+Lightning wraps every hook call (about 20 per training step) in `trainer.profiler.profile(name)`. Its default
 `PassThroughProfiler` does nothing there, but `profile` is a `@contextmanager` generator: each call builds a
-generator and a context manager, and the caller formats the action name, a few microseconds each, about 0.1 ms
-of a 4 ms MNIST-MLP step (`make bench`). `NoProfiler` returns one shared no-op context instead. A run that asks
-for a profiler (`trainer.profiler=simple`) gets Lightning's.
+generator and a context manager, 2.6 us against 0.5 us for `NoProfiler`, which returns one shared no-op context
+(timeit, this machine): ~0.04 ms of a ~4 ms MNIST-MLP step. A run that asks for a profiler
+(`trainer.profiler=simple`) gets Lightning's.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ PROVENANCE = {
 
 def log_run(
     client, experiment_id, task, scheduler, adaptive, seed, val, val_loss, status="FINISHED", error=None,
-    extra_tags=None, actions=True,
+    extra_tags=None, actions=True, start_time=None,
 ):  # fmt: skip
     """Log one run per the contract (plus `extra_tags`; controller decisions of adaptive runs if `actions`);
     returns its run id."""
@@ -96,7 +96,7 @@ def log_run(
 
     spec = TASKS[task]
     m, spe = spec["metric"], spec["steps_per_epoch"]
-    run = client.create_run(experiment_id, run_name=f"{task}-{scheduler}-{seed}")
+    run = client.create_run(experiment_id, run_name=f"{task}-{scheduler}-{seed}", start_time=start_time)
     run_id = run.info.run_id
     base_tags = {
         "experiment": "demo", "task": task, "scheduler": scheduler, "seed": str(seed), "metric": m,

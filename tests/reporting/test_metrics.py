@@ -198,7 +198,7 @@ def test_run_rows_label_warm_started_controllers_and_read_the_task_baseline():
 
     def fake(tags, metrics):
         return SimpleNamespace(
-            info=SimpleNamespace(run_id="r", run_name="n", status="FINISHED"),
+            info=SimpleNamespace(run_id="r", run_name="n", status="FINISHED", start_time=1_700_000_000_000),
             data=SimpleNamespace(tags=tags, metrics=metrics),
         )
 

@@ -340,3 +340,28 @@ def test_no_finished_runs_raises_naming_experiment_and_store(store, tmp_path, ex
     if experiment == "only_tune":
         assert "1 tune-phase runs" in str(err.value)
     assert not (tmp_path / experiment).exists()  # nothing written
+
+
+def test_a_cell_run_again_after_a_config_change_reports_only_its_latest_run(store, tmp_path):
+    from fake_store import log_run
+    from mlflow.tracking import MlflowClient
+
+    uri, _ = store
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("rerun", artifact_location=(tmp_path / "rerun").as_uri())
+    t0 = 1_700_000_000_000
+    old = log_run(client, exp, "digits", "heuristic", True, 0, [0.5, 0.6], [1.0, 0.9], start_time=t0)
+    new = log_run(client, exp, "digits", "heuristic", True, 0, [0.8, 0.95], [0.6, 0.3], start_time=t0 + 60_000)
+    other = log_run(client, exp, "digits", "heuristic", True, 1, [0.7, 0.9], [0.7, 0.4], start_time=t0 + 1)
+    base = log_run(client, exp, "digits", "fixed", False, 0, [0.6, 0.9], [0.8, 0.4], start_time=t0 + 2)
+
+    data = load_runs("rerun", uri)
+
+    assert set(data.finished["run_id"]) == {new, other, base}
+    assert list(data.superseded["run_id"]) == [old]
+    assert old not in set(data.epochs["run_id"]) | set(data.actions["run_id"])  # its histories are not even read
+    summary = aggregate(per_run_metrics(data))
+    heuristic = summary[summary["scheduler"] == "heuristic"].iloc[0]
+    assert heuristic["n_seeds"] == 2 and heuristic["final_mean"] == pytest.approx((0.95 + 0.9) / 2)
+    text = write_report("rerun", uri, tmp_path / "reports").read_text()
+    assert "1 superseded by a later run of the same cell (never results: digits/heuristic)" in text

@@ -316,3 +316,16 @@ def test_configs_compose_and_build(scheduler, cls):
     assert type(policy) is cls and not policy.warm_started
     assert policy.features.horizon == cfg.trainer.max_epochs and policy.seed == 4
     assert policy.factors == (0.5, 0.8, 1.0, 1.25, 2.0) and policy.monitor == "val_loss"
+
+
+def test_a_warmed_up_controller_still_saves_what_it_learned(tmp_path):
+    from adaptive_lr.schedulers import Fixed, Warmup
+
+    inner = ThompsonBandit(**kwargs())
+    wrapped = Warmup(inner, warmup=3)
+    assert wrapped.learns and not Warmup(Fixed(), warmup=3).learns
+    wrapped.save_learned(tmp_path / "learned.pt")
+    inner.save_learned(tmp_path / "direct.pt")
+    assert torch.load(tmp_path / "learned.pt", weights_only=False)["class"] == "ThompsonBandit"
+    with pytest.raises(NotImplementedError, match="Fixed learns nothing"):
+        Warmup(Fixed(), warmup=3).save_learned(tmp_path / "none.pt")

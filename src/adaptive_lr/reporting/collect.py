@@ -9,7 +9,9 @@ is written back.
 
 Result runs are the FINISHED runs that are not `phase=tune`: a grid with a tuning protocol first runs tune
 runs (phase `tune`), then reruns the chosen setting (phase `final`); only the final runs are results, a run
-without a phase tag counts as final (as the grid's resume logic reads it). Histories are fetched for result
+without a phase tag counts as final (as the grid's resume logic reads it). A cell (task, scheduler, seed) that was
+run again (its config changed, so the grid did not skip it) has one result: the run that started last; the older
+ones are `superseded`, counted in the report but never mixed into its numbers. Histories are fetched for result
 runs only, one `get_metric_history` call per run per metric that the run actually logged (the run's
 latest-value dict tells which exist).
 """
@@ -39,7 +41,7 @@ PROVENANCE_TAGS = (
 RUN_COLUMNS = [
     "run_id", "run_name", "status", "task", "scheduler", "seed", "adaptive", "metric", "mode", "threshold",
     "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "test_baseline", "warm_start", "error", "run_dir",
-    "diverged_tag", "phase", "tuning_budget", *PROVENANCE_TAGS,
+    "diverged_tag", "phase", "tuning_budget", "start_time", "superseded", *PROVENANCE_TAGS,
 ]  # fmt: skip
 
 
@@ -67,8 +69,13 @@ class RunData:
 
     @property
     def finished(self) -> pd.DataFrame:
-        """The result runs: FINISHED and not phase=tune."""
-        return self.runs[(self.runs["status"] == FINISHED) & (self.runs["phase"] != TUNE)]
+        """The result runs: FINISHED, not phase=tune and not superseded by a later run of the same cell."""
+        return self.runs[_results(self.runs)]
+
+    @property
+    def superseded(self) -> pd.DataFrame:
+        """FINISHED final runs of a cell that was run again later (another config): never results."""
+        return self.runs[self.runs["superseded"]]
 
     @property
     def unfinished(self) -> pd.DataFrame:
@@ -84,6 +91,18 @@ class RunData:
     def has_phases(self) -> bool:
         """True when any run carries a `phase` tag (a grid with a tuning protocol)."""
         return bool((self.runs["phase"] != "").any())
+
+
+def _results(runs: pd.DataFrame) -> pd.Series:
+    return (runs["status"] == FINISHED) & (runs["phase"] != TUNE) & ~runs["superseded"].astype(bool)
+
+
+def _superseded(runs: pd.DataFrame) -> pd.Series:
+    """True for a FINISHED final run whose cell (task, scheduler, seed) has a FINISHED final run started later."""
+    final = runs[(runs["status"] == FINISHED) & (runs["phase"] != TUNE)]
+    latest = final.sort_values("start_time", kind="stable").groupby(
+        ["task", "scheduler", "seed"], dropna=False, sort=False).tail(1).index
+    return runs.index.isin(final.index) & ~runs.index.isin(latest)
 
 
 def action_name(code: float) -> str:
@@ -107,7 +126,8 @@ def load_runs(experiment: str, tracking_uri: str) -> RunData:
     runs = runs.astype({"seed": "Int64", "max_epochs": "Int64", "steps_per_epoch": "Int64", "adaptive": bool})
     order = ["task", "scheduler", "seed", "phase", "run_id"]
     runs = runs.sort_values(order, kind="stable").reset_index(drop=True)
-    finished = (runs["status"] == FINISHED) & (runs["phase"] != TUNE)
+    runs["superseded"] = _superseded(runs)
+    finished = _results(runs)
     if not finished.any():
         tune = int((runs["phase"] == TUNE).sum())
         tuning = f", {tune} tune-phase runs, never results" if tune else ""
@@ -192,6 +212,8 @@ def _run_row(run: Any) -> dict[str, Any]:
         "diverged_tag": tags.get("diverged", "").strip().lower() == "true",  # the runner's own verdict
         "phase": tags.get("phase", ""),
         "tuning_budget": tags.get("tuning_budget", ""),
+        "start_time": run.info.start_time or 0,  # ms since the epoch
+        "superseded": False,  # set across runs by `load_runs`
         **{name: tags.get(name, "") for name in PROVENANCE_TAGS},
     }
 

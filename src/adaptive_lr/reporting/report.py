@@ -140,6 +140,11 @@ def render_markdown(
     finished, unfinished = data.finished, data.unfinished
     ratios = performance_ratios(time_to_target(summary)) if ratios is None else ratios
     tune = f", {len(data.tune)} of the tuning phase (never results)" if data.has_phases else ""
+    superseded = data.superseded
+    if len(superseded):  # cells run again after a config change: only their latest run is a result
+        cells = sorted({f"{r.task}/{r.scheduler}" for r in superseded.itertuples(index=False)})
+        tune += (f", {len(superseded)} superseded by a later run of the same cell (never results: "
+                 f"{', '.join(cells)})")
     lines = [
         f"# Report: {data.experiment}",
         "",

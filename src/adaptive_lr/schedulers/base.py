@@ -16,6 +16,8 @@ epoch.
 
 from __future__ import annotations
 
+import os
+
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -135,6 +137,8 @@ class LRPolicy:
     #: True: the policy reads the gradient of the update about to be taken, so a step-interval driver calls
     #: `observe` just before each optimizer update (gradients present) instead of just after it
     decides_before_step: bool = False
+    #: True: the policy learns something worth keeping after the run (`save_learned(path)`, for warm starts)
+    learns: bool = False
 
     def __init__(self) -> None:
         self.base_lrs: list[float] = []
@@ -155,6 +159,10 @@ class LRPolicy:
         parameters' devices here. `probe()` returns the loss (float) of the current parameters on a fixed held-out
         batch; drivers pass one when `needs_probe`. Open-loop and metric-only policies ignore both: no-op.
         """
+
+    def save_learned(self, path: str | os.PathLike[str]) -> None:
+        """Write what the policy learned to `path` (only policies that `learns`; see `rl.LearnedController`)."""
+        raise NotImplementedError(f"{type(self).__name__} learns nothing to save (learns=False)")
 
     def reset(self, base_lrs: Sequence[float]) -> list[float]:
         """Start a fresh trajectory from the optimizer's initial LRs; returns the LRs for tick 0."""

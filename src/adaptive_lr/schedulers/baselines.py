@@ -88,7 +88,7 @@ class Warmup(LRPolicy):
 
     The inner policy sees every observation, from tick 1, as if it ran alone; only its output is scaled, so a
     feedback controller's clamping bounds apply before the warmup factor. `monitor`, `mode`, `needs_metrics`, `needs_probe`,
-    `decides_before_step`, `bind` and `last_decision` are the inner policy's (its `Decision` keeps the inner, unscaled LRs; the applied ones are in
+    `decides_before_step`, `learns`, `save_learned`, `bind` and `last_decision` are the inner policy's (its `Decision` keeps the inner, unscaled LRs; the applied ones are in
     `lrs`).
     """
 
@@ -115,6 +115,13 @@ class Warmup(LRPolicy):
     @property
     def decides_before_step(self) -> bool:  # type: ignore[override]
         return self.policy.decides_before_step
+
+    @property
+    def learns(self) -> bool:  # type: ignore[override]
+        return self.policy.learns
+
+    def save_learned(self, path: Any) -> None:
+        self.policy.save_learned(path)
 
     def bind(self, optimizer: Any, probe: Any = None) -> None:
         self.policy.bind(optimizer, probe)

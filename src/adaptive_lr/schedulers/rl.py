@@ -92,6 +92,8 @@ class LearnedController(BoundedPolicy):
         warm_start: path of a file written by `save_learned`, or None.
     """
 
+    learns = True  # the runner keeps `save_learned` of every run (policy_learned.pt) for warm starts
+
     def __init__(
         self,
         monitor: str = "val_loss",
