@@ -82,3 +82,13 @@ def test_timer_sums_each_wrapped_methods_calls_under_its_label():
     assert timer.calls["work"] == 2 and timer.seconds["work"] > 0
     timer.reset()
     assert timer.calls["work"] == 0 and timer.seconds["work"] == 0
+
+
+def test_throughput_table_judges_the_median_pair_ratio_and_shows_the_pair_range():
+    saved = {"mnist/plain_loop_samples_per_s": {"value": 20000.0}, "mnist/harness_samples_per_s": {"value": 15000.0},
+             "mnist/harness_vs_plain": {"value": 0.79, "target": 0.8},
+             "mnist/harness_vs_plain_lowest_pair": {"value": 0.7}, "mnist/harness_vs_plain_highest_pair": {"value": 0.91}}
+
+    rows = [line for line in throughput.report(saved, "heuristic", 3, {}).splitlines() if line.startswith("| MNIST MLP")]
+
+    assert len(rows) == 1 and rows[0].endswith("| 20,000 | 15,000 | 0.790 | 0.700-0.910 | >= 0.8 | NO |")
