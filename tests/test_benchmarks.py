@@ -54,13 +54,15 @@ def test_missing_data_names_the_dataset_and_the_folder_searched(tmp_path, monkey
 
 
 def test_overhead_table_has_a_row_per_measured_scheduler_and_judges_the_share():
-    def row(name, ms, calls, train, share):
+    def row(name, ms, calls, train, share, target=0.02):
         key = f"overhead/{name}"
         return {f"{key}_callback_ms": {"value": ms}, f"{key}_hook_calls": {"value": calls},
-                f"{key}_train_s": {"value": train}, f"{key}_callback_share": {"value": share}}
+                f"{key}_train_s": {"value": train}, f"{key}_callback_share": {"value": share, "target": target}}
 
-    saved = {**row("fixed", 60.0, 3445, 5.0, 0.012), **row("hypergradient_scheduler.frequency=1", 900.0, 5633, 6.0, 0.15),
-             "overhead/older_callback_share": {"value": 0.015}, **row("hypergradient", 300.0, 5633, 6.0, 0.05)}  # a row measured before details were recorded
+    saved = {**row("fixed", 60.0, 3445, 5.0, 0.012),
+             **row("hypergradient_scheduler.frequency=1", 900.0, 5633, 6.0, 0.15, target=None),  # not judged
+             "overhead/older_callback_share": {"value": 0.015, "target": 0.02},
+             **row("hypergradient", 300.0, 5633, 6.0, 0.05)}  # a row measured before details were recorded
 
     table = controller_overhead.report(saved, "task=mnist", 2).splitlines()
 

@@ -617,7 +617,7 @@ def test_the_control_file_is_polled_every_n_steps_of_an_epoch(tmp_path):
     _, recorder = fit(control, max_epochs=2, extra=[steer])
 
     assert recorder.step_lrs == [BASE_LR] * 4 + [0.123] * 4  # applied at the next polled batch, epoch 2's first
-    with pytest.raises(ValueError, match="every_n_steps must be a positive int"):
+    with pytest.raises(ValueError, match="every_n_steps must be an int >= 1, got 0"):
         LiveOverride(tmp_path / CONTROL_FILE, every_n_steps=0)
 
 

@@ -209,6 +209,8 @@ def test_the_lightning_bookkeeping_fast_paths_keep_module_semantics():
     import inspect
     import types
 
+    from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
+
     from adaptive_lr.tasks.base import EpochMeanTask
 
     task = ClassificationTask(MLP(2, [2], 1, "tanh"), SGD, nn.BCEWithLogitsLoss())
@@ -224,3 +226,4 @@ def test_the_lightning_bookkeeping_fast_paths_keep_module_semantics():
         bare.__annotations__ = method.__annotations__
         assert method.__signature__ == inspect.signature(bare)
         assert list(inspect.signature(getattr(task, name)).parameters) == ["batch", "batch_idx"]
+        assert is_param_in_hook_signature(getattr(task, name), "batch_idx", min_args=2)  # Lightning passes it

@@ -93,13 +93,18 @@ class RunData:
         return bool((self.runs["phase"] != "").any())
 
 
+def _final(runs: pd.DataFrame) -> pd.Series:
+    """FINISHED runs outside the tuning phase: results unless superseded."""
+    return (runs["status"] == FINISHED) & (runs["phase"] != TUNE)
+
+
 def _results(runs: pd.DataFrame) -> pd.Series:
-    return (runs["status"] == FINISHED) & (runs["phase"] != TUNE) & ~runs["superseded"].astype(bool)
+    return _final(runs) & ~runs["superseded"]
 
 
 def _superseded(runs: pd.DataFrame) -> pd.Series:
     """True for a FINISHED final run whose cell (task, scheduler, seed) has a FINISHED final run started later."""
-    final = runs[(runs["status"] == FINISHED) & (runs["phase"] != TUNE)]
+    final = runs[_final(runs)]
     latest = final.sort_values("start_time", kind="stable").groupby(
         ["task", "scheduler", "seed"], dropna=False, sort=False).tail(1).index
     return runs.index.isin(final.index) & ~runs.index.isin(latest)

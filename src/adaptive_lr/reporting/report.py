@@ -139,11 +139,11 @@ def render_markdown(
 ) -> str:
     finished, unfinished = data.finished, data.unfinished
     ratios = performance_ratios(time_to_target(summary)) if ratios is None else ratios
-    tune = f", {len(data.tune)} of the tuning phase (never results)" if data.has_phases else ""
+    never = f", {len(data.tune)} of the tuning phase (never results)" if data.has_phases else ""
     superseded = data.superseded
     if len(superseded):  # cells run again after a config change: only their latest run is a result
         cells = sorted({f"{r.task}/{r.scheduler}" for r in superseded.itertuples(index=False)})
-        tune += (f", {len(superseded)} superseded by a later run of the same cell (never results: "
+        never += (f", {len(superseded)} superseded by a later run of the same cell (never results: "
                  f"{', '.join(cells)})")
     lines = [
         f"# Report: {data.experiment}",
@@ -152,7 +152,7 @@ def render_markdown(
         f"`{data.tracking_uri}`.",
         "",
         f"{len(data.runs)} runs: {len(finished)} finished results, {len(unfinished)} failed or incomplete"
-        f"{' (any phase)' if data.has_phases else ''}{tune}.",
+        f"{' (any phase)' if data.has_phases else ''}{never}.",
         "",
         *_verdict_section(summary, ratios, tau_max, alpha),
         "## Results per task",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adaptive_lr.schedulers.base import PolicyConfigError, require_lr_bounds, require_positive
+from adaptive_lr.schedulers.base import PolicyConfigError, require_int, require_lr_bounds, require_positive
 
 CONTROL_FILE = "control.json"
 OPS = ("set", "scale", "release")
@@ -63,17 +63,15 @@ class LiveOverride:
 
     `lr` is the overriding LR of the first param group (None: no override); further groups keep their ratio to the
     first. State (`applied_seq`, `lr`) is checkpointed by the driver, so a resumed run keeps a held LR. A driver
-    polls before every `every_n_steps`-th step (one `stat()` each: ~10 us while the file does not exist, a few
-    tenths of a percent of a short step if done at every step).
+    polls before every `every_n_steps`-th step (one `stat()` each: ~5 us while the file does not exist, timeit;
+    0.1-0.2% of a ~4 ms MNIST-MLP step if done at every step).
     """
 
     def __init__(self, path: str | os.PathLike[str], min_lr: float = 1e-7, max_lr: float = 10.0,
                  every_n_steps: int = 1) -> None:
         self.path = Path(path)
         self.min_lr, self.max_lr = require_lr_bounds(min_lr, max_lr)
-        if not (isinstance(every_n_steps, int) and every_n_steps >= 1):
-            raise ValueError(f"every_n_steps must be a positive int, got {every_n_steps!r}")
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = require_int("every_n_steps", every_n_steps, minimum=1)
         self.applied_seq = 0
         self.lr: float | None = None
         self._mtime: int | None = None
