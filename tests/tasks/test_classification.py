@@ -227,3 +227,64 @@ def test_the_lightning_bookkeeping_fast_paths_keep_module_semantics():
         assert method.__signature__ == inspect.signature(bare)
         assert list(inspect.signature(getattr(task, name)).parameters) == ["batch", "batch_idx"]
         assert is_param_in_hook_signature(getattr(task, name), "batch_idx", min_args=2)  # Lightning passes it
+
+
+class StepHooks(L.Callback):
+    """Records what `on_before_optimizer_step` sees: the step count, the hook name the module reports, whether
+    every gradient exists, and the parameters before the update."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str, bool]] = []
+        self.before: list[list[torch.Tensor]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        grads = all(p.grad is not None for p in pl_module.parameters())
+        self.calls.append((trainer.global_step, pl_module._current_fx_name, grads))
+        self.before.append([p.detach().clone() for p in pl_module.parameters()])
+
+
+class StepHooksAfterBackward(StepHooks):
+    """The same, plus `on_after_backward`: a hook only Lightning's own backward calls."""
+
+    after_backward = 0
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.after_backward += 1
+
+
+class RecordingTask(ClassificationTask):
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.module_hook_steps = [*getattr(self, "module_hook_steps", []), self.trainer.global_step]
+
+
+def test_the_direct_step_trains_and_calls_hooks_exactly_as_lightnings_path():
+    """Single device, fp32: the direct step (torch optimizer, loss.backward) against Lightning's manual_backward and
+    LightningOptimizer.step, forced by a callback that overrides on_after_backward. Same parameters after 2 epochs,
+    same global_step, and the on_before_optimizer_step hooks of the callback and the module called once per step,
+    with the gradients in place and the parameters not yet moved."""
+    results = {}
+    for hooks in (StepHooks(), StepHooksAfterBackward()):
+        L.seed_everything(3, verbose=False)
+        dm = XORDataModule(variant="corner", n_samples=150, batch_size=32, seed=5)  # 3 steps per epoch
+        task = RecordingTask(MLP(2, [3], 1, "tanh"), SGD, nn.BCEWithLogitsLoss())
+        t = trainer(max_epochs=2, callbacks=[hooks])
+        t.fit(task, datamodule=dm)
+        results[type(hooks)] = (task, t, hooks)
+    (direct, t_direct, h_direct), (lightning, t_lightning, h_lightning) = results.values()
+    assert direct._direct is not None and lightning._direct is None  # each took the path it was meant to
+    assert h_lightning.after_backward == 6
+    assert t_direct.global_step == t_lightning.global_step == 6
+    progress = [t.fit_loop.epoch_loop.manual_optimization.optim_step_progress.state_dict()  # checkpointed
+                for t in (t_direct, t_lightning)]
+    assert progress[0] == progress[1] and progress[0]["total"]["ready"] == 6
+    for hooks in (h_direct, h_lightning):
+        assert hooks.calls == [(step, "on_before_optimizer_step", True) for step in range(6)]
+    assert direct.module_hook_steps == lightning.module_hook_steps == list(range(6))
+    for before_direct, before_lightning in zip(h_direct.before, h_lightning.before, strict=True):
+        for p, q in zip(before_direct, before_lightning, strict=True):
+            torch.testing.assert_close(p, q)
+    assert not all(torch.equal(p, q) for p, q in zip(h_direct.before[0], h_direct.before[1], strict=True))
+    for p, q in zip(direct.parameters(), lightning.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    assert t_direct.callback_metrics["train_loss"].item() == pytest.approx(
+        t_lightning.callback_metrics["train_loss"].item(), rel=1e-6)

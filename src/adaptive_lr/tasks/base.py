@@ -3,9 +3,15 @@
 A task kind (classification, forecasting) subclasses `EpochMeanTask` and implements `batch_metrics`, which
 returns the batch loss (with its graph, for training) and a 1-D tensor of batch means aligned with the stage's
 metric names. Everything else lives here once:
-  1. manual optimisation: zero_grad/backward/step through the LightningOptimizer, without Lightning's per-step
-     closure and hook chain (~0.15 ms of a ~2 ms MNIST-MLP step, `make bench`); consequence: Trainer's
-     gradient_clip_val and accumulate_grad_batches do not apply to these tasks;
+  1. manual optimisation: zero_grad/backward/step without Lightning's per-step closure and hook chain (~0.15 ms
+     of a ~2 ms MNIST-MLP step, `make bench`); consequence: Trainer's gradient_clip_val and
+     accumulate_grad_batches do not apply to these tasks. On one device in fp32 (`SingleDeviceStrategy`, the
+     plain `Precision` plugin, one optimizer) the step goes straight to the torch optimizer and `loss.backward()`
+     (~40-60 us less per MNIST-MLP step of ~0.8 ms, `make bench`), keeping what Lightning's path does there:
+     the step counter (`global_step`) and the `on_before_optimizer_step` hooks of the callbacks and the module
+     that override it, called with the gradients in place. A module or callback that overrides `backward`,
+     `on_before_backward` or `on_after_backward`, and every other strategy or precision (DDP, mixed precision),
+     takes Lightning's path (`manual_backward`, `LightningOptimizer.step`);
   2. batch metrics summed on the device (`EpochMeans`): no per-step `self.log`, `.item()` or cross-rank sync;
      the sums are all-reduced once per epoch and stage and published with `self.log(logger=False)` into
      `trainer.callback_metrics`, where controllers and the tracking callbacks (`EpochMetrics`) read them;
@@ -27,12 +33,19 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 
 from adaptive_lr.tasks.epoch_mean import EpochMeans
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 STAGES = ("train", "val", "test")
+BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")  # a direct step would skip these (docstring, 1)
+StepHook = Callable[[L.Trainer, L.LightningModule, torch.optim.Optimizer], None]
 
 
 class EpochMeanTask(L.LightningModule):
@@ -64,6 +77,8 @@ class EpochMeanTask(L.LightningModule):
         self.automatic_optimization = False  # see training_step
         self.register_buffer("nonfinite_steps", torch.zeros((), dtype=torch.long), persistent=True)
         self._means = {stage: EpochMeans(tuple(metric_names[stage])) for stage in STAGES}
+        # (the LightningOptimizer, the on_before_optimizer_step hooks to call) when steps skip Lightning's path
+        self._direct: tuple[LightningOptimizer, tuple[StepHook, ...]] | None = None
 
     # -- what a subclass provides ------------------------------------------------------------------------------------
     def batch_metrics(self, batch: Sequence[torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,14 +135,44 @@ class EpochMeanTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._publish("test")
 
+    def on_train_start(self) -> None:
+        self._direct = self._direct_step()
+
+    def _direct_step(self) -> tuple[LightningOptimizer, tuple[StepHook, ...]] | None:
+        """What a direct step needs, or None where Lightning's path must run (module docstring, 1)."""
+        trainer = self.trainer
+        if (type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision
+                or len(trainer.optimizers) != 1
+                or any(is_overridden(hook, self, L.LightningModule) for hook in ("backward", *BACKWARD_HOOKS))
+                or any(is_overridden(hook, cb, Callback) for cb in trainer.callbacks for hook in BACKWARD_HOOKS)):
+            return None
+        hooks: list[StepHook] = [cb.on_before_optimizer_step for cb in trainer.callbacks
+                                 if is_overridden("on_before_optimizer_step", cb, Callback)]
+        if is_overridden("on_before_optimizer_step", self, L.LightningModule):
+            hooks.append(lambda trainer, module, optimizer: module.on_before_optimizer_step(optimizer))
+        return trainer.strategy._lightning_optimizers[0], tuple(hooks)
+
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        # Manual optimization (module docstring, 1): the same zero_grad/backward/step as Lightning's automatic
-        # loop, through the LightningOptimizer (precision scaling and DDP sync intact).
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        loss = self._shared_step(batch, "train")
-        self.manual_backward(loss)
-        optimizer.step()
+        # Manual optimization (module docstring, 1): the same zero_grad/backward/step as Lightning's automatic loop
+        if self._direct is None:  # through the LightningOptimizer (precision scaling and DDP sync intact)
+            optimizer = self.optimizers()
+            optimizer.zero_grad()
+            loss = self._shared_step(batch, "train")
+            self.manual_backward(loss)
+            optimizer.step()
+        else:
+            lightning_optimizer, hooks = self._direct
+            optimizer = lightning_optimizer.optimizer
+            optimizer.zero_grad()
+            loss = self._shared_step(batch, "train")
+            loss.backward()
+            lightning_optimizer._on_before_step()  # Lightning's step counter (global_step), as its step() does
+            caller, self._current_fx_name = self._current_fx_name, "on_before_optimizer_step"  # as Lightning's
+            for hook in hooks:  # hook calls set it (a hook's self.log reads it)
+                hook(self.trainer, self, optimizer)
+            self._current_fx_name = caller
+            optimizer.step()
+            lightning_optimizer._on_after_step()
         self.nonfinite_steps.add_(~loss.detach().isfinite())  # device-side count, read once per epoch
         return loss.detach()
 
