@@ -16,10 +16,9 @@ epoch.
 
 from __future__ import annotations
 
-import os
-
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
