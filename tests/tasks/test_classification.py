@@ -288,3 +288,14 @@ def test_the_direct_step_trains_and_calls_hooks_exactly_as_lightnings_path():
         torch.testing.assert_close(p, q)
     assert t_direct.callback_metrics["train_loss"].item() == pytest.approx(
         t_lightning.callback_metrics["train_loss"].item(), rel=1e-6)
+
+
+def test_other_precisions_take_lightnings_path_and_still_count_steps():
+    """Mixed precision needs Lightning's precision plugin around backward and step: no direct step there."""
+    L.seed_everything(0, verbose=False)
+    dm = XORDataModule(variant="corner", n_samples=150, batch_size=32, seed=5)
+    task = RecordingTask(MLP(2, [3], 1, "tanh"), SGD, nn.BCEWithLogitsLoss())
+    t = trainer(max_epochs=1, precision="bf16-mixed")
+    t.fit(task, datamodule=dm)
+    assert task._direct is None
+    assert t.global_step == 3 and task.module_hook_steps == [0, 1, 2]
