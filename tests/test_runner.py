@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adaptive_lr.config import compose, to_container
-from adaptive_lr.runner import config_hash, run
+from adaptive_lr.runner import build, config_hash, run
 from store_support import seed_store, tracking_uri
 
 TINY = ["task=xor_clean", "trainer.max_epochs=2", "data.n_samples=80"]
@@ -45,6 +45,9 @@ def test_successful_run_is_fully_tracked(home, client):
         "threshold": "0.95", "max_epochs": "2", "adaptive": "false",
     }
     assert tags["config_hash"] == config_hash(cfg)
+    built = build(cfg)["datamodule"]  # the same config builds the same data: the same content hash
+    built.setup("fit")
+    assert tags["data_checksum"] == built.fingerprint() and len(tags["data_checksum"]) == 16
     assert tags["git_commit"] == (result.run_dir / "git_commit.txt").read_text().strip() != ""
     assert Path(tags["run_dir"]) == result.run_dir
     assert tags["epochs_trained"] == "2" and tags["diverged"] == "False"

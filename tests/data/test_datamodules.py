@@ -161,3 +161,18 @@ def test_train_loader_shuffles_by_run_seed_and_epoch():
     assert torch.equal(epoch_inputs(0, 1), epoch_inputs(0, 1))
     assert not torch.equal(epoch_inputs(0, 1), epoch_inputs(0, 2))
     assert not torch.equal(epoch_inputs(0, 1), epoch_inputs(1, 1))
+
+
+def test_fingerprint_is_a_content_hash_of_the_splits_fed():
+    same = [XORDataModule(variant="clean", n_samples=100, seed=3).fingerprint() for _ in range(2)]
+    assert same[0] == same[1]
+    # the run seed only reorders batches: the same data; the data seed draws other samples
+    assert XORDataModule(variant="clean", n_samples=100, seed=4).fingerprint() == same[0]
+    assert XORDataModule(variant="clean", n_samples=100, seed=3, data_seed=5).fingerprint() != same[0]
+    assert XORDataModule(variant="noisy", n_samples=100, seed=3).fingerprint() != same[0]
+    # the same values under another dtype or shape are other data
+    dm = XORDataModule(variant="clean", n_samples=100, seed=3)
+    (x, y), val, test = dm.splits
+    dm._splits = ((x.double(), y), val, test)
+    assert dm.fingerprint() != same[0]
+    assert len(DigitsDataModule().fingerprint()) == 16
