@@ -63,8 +63,10 @@ def tensorboard_writer(trainer: L.Trainer) -> Any | None:
     return None
 
 
-def new_figure(width: float, height: float, dpi: int) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+def new_figure(width: float, height: float, dpi: int, layout: str | None = "constrained") -> Figure:
+    """A figure on the Agg canvas. `layout=None` skips constrained layout's solver (half the draw time of a
+    3-panel figure with colorbars: 0.085 s against 0.16 s) for figures drawn often that set their own margins."""
+    fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)  # attaches itself as fig.canvas
     return fig
 

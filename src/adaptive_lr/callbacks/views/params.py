@@ -174,7 +174,8 @@ class ParamView(View):
         return row
 
     def _panel(self, step: int, before: torch.Tensor, update: torch.Tensor, lr: torch.Tensor | None) -> None:
-        fig = new_figure(12.0, 3.6, self.dpi)
+        fig = new_figure(12.0, 3.6, self.dpi, layout=None)  # drawn every panel_every_n_steps: fixed margins
+        fig.subplots_adjust(left=0.05, right=0.97, bottom=0.15, top=0.82, wspace=0.3)
         axes = fig.subplots(1, 3)
         panels = [("values (before the update)", before, "viridis"), ("update applied", update, "RdBu_r"),
                   ("effective LR", lr, "magma")]
