@@ -109,6 +109,24 @@ def harness(cfg) -> float:
     return run(cfg).train_seconds  # the epochs; Trainer.fit's one-off setup is not per-sample work
 
 
+def bare_lightning(cfg) -> float:
+    """The same task module and batches under a Lightning Trainer with the harness's trainer settings but no logger
+    and no LR-control callback: what Lightning's loop alone costs. Timed like the harness (`EpochMetrics`, train
+    start to train end)."""
+    import lightning as L
+
+    from adaptive_lr.tracking.epoch_metrics import EpochMetrics
+    from adaptive_lr.trainer import NoProfiler
+
+    torch.manual_seed(cfg.seed)
+    parts = build(cfg)
+    clock = EpochMetrics()
+    trainer = L.Trainer(**{"profiler": NoProfiler(), **dict(cfg.trainer)}, logger=False, callbacks=[clock],
+                        use_distributed_sampler=False)
+    trainer.fit(parts["module"], datamodule=parts["datamodule"])
+    return clock.elapsed_s
+
+
 def batch_vs_per_sample(n: int = 4096, batch: int = 64) -> tuple[float, float]:
     """Samples/s of (whole-batch crop+flip+normalise on uint8 tensors, torchvision per-sample PIL transforms)."""
     import torchvision.transforms as T
@@ -146,15 +164,16 @@ def batch_vs_per_sample(n: int = 4096, batch: int = 64) -> tuple[float, float]:
     return fast, slow
 
 
-def measure(case: Case, base: list[str], repeats: int) -> list[dict]:
-    """The row's three entries: plain and harness samples/s (best of `repeats`, interleaved) and their ratio."""
+def measure(case: Case, base: list[str], repeats: int, bare: bool = False) -> list[dict]:
+    """The row's entries: plain and harness samples/s (best of `repeats`, interleaved) and their ratio; with `bare`,
+    also a bare Lightning Trainer's ratio to the plain loop, timed within the same pairs."""
     cfg = compose([*base, f"trainer.max_epochs={case.epochs}"])
     limit = [f"+trainer.limit_{stage}_batches={WARMUP_BATCHES}" for stage in ("train", "val")]
     plain_loop(cfg, 1, WARMUP_BATCHES)  # warm-up of both sides: first-call costs
     harness(compose([*base, "trainer.max_epochs=1", *limit]))
     # interleaved, best of `repeats` each: load from elsewhere on a shared CPU only ever slows a run down; the side
     # that goes first alternates (on a loaded machine the second run of a pair was often the slower one)
-    plain, harnessed = [], []
+    plain, harnessed, bared = [], [], []
     for i in range(repeats):
         if i % 2 == 0:
             plain.append(plain_loop(cfg, case.epochs))
@@ -162,6 +181,8 @@ def measure(case: Case, base: list[str], repeats: int) -> list[dict]:
         else:
             harnessed.append(harness(cfg))
             plain.append(plain_loop(cfg, case.epochs))
+        if bare:
+            bared.append(bare_lightning(cfg))
     samples = plain[0][1]  # both sides train on every batch of every epoch
     sps_plain = samples / min(seconds for seconds, _ in plain)
     sps_harness = samples / min(harnessed)
@@ -173,7 +194,15 @@ def measure(case: Case, base: list[str], repeats: int) -> list[dict]:
     print(f"{case.name}: plain {sps_plain:,.0f} samples/s, harness {sps_harness:,.0f} samples/s (best of "
           f"{repeats}), ratio {ratio:.3f} (median of pairs {', '.join(f'{r:.3f}' for r in pairs)}; target "
           f"{'>= ' + str(case.target) if case.target else 'none'})", flush=True)
-    return [entry(f"{case.name}/plain_loop_samples_per_s", round(sps_plain, 1), "samples/s"),
+    extra = []
+    if bare:
+        bare_pairs = sorted(p[0] / b for p, b in zip(plain, bared, strict=True))
+        print(f"{case.name}: bare Lightning / plain {statistics.median(bare_pairs):.3f} (pairs "
+              f"{', '.join(f'{r:.3f}' for r in bare_pairs)})", flush=True)
+        extra = [entry(f"{case.name}/bare_lightning_vs_plain", round(statistics.median(bare_pairs), 3), "x"),
+                 entry(f"{case.name}/bare_lightning_vs_plain_lowest_pair", round(bare_pairs[0], 3), "x"),
+                 entry(f"{case.name}/bare_lightning_vs_plain_highest_pair", round(bare_pairs[-1], 3), "x")]
+    return extra + [entry(f"{case.name}/plain_loop_samples_per_s", round(sps_plain, 1), "samples/s"),
             entry(f"{case.name}/harness_samples_per_s", round(sps_harness, 1), "samples/s"),
             entry(f"{case.name}/harness_vs_plain", round(ratio, 3), "x", case.target),
             entry(f"{case.name}/harness_vs_plain_lowest_pair", round(pairs[0], 3), "x"),
@@ -213,10 +242,10 @@ def report(results: dict[str, dict], scheduler: str, repeats: int, skipped: dict
         "that cost is under 2%, and the electricity LSTM (about 5 ms), where it is a few percent: tight, but a "
         "harness that added per-step work (a host sync, a logger call) would miss it, which is what the row is "
         "for. IMDB and electricity are judged rather than only reported for that reason; IMDB trains one epoch "
-        "per measurement and electricity three (seconds each), so their rows carry that much noise. Where "
-        "electricity misses, a bare Lightning Trainer (no callback, no logger) over the same task module measured "
-        "the same ratio as the harness (0.87-0.97 against 0.87-0.99, 3 pairs each): the gap is Lightning's loop "
-        "around a short LSTM step, not the harness's logging or control.",
+        "per measurement and electricity three (seconds each), so their rows carry that much noise. The last "
+        "table (`--bare-lightning`) times the same task module under a Lightning Trainer with no logger and no "
+        "LR-control callback, within the same pairs: where it matches the harness, the gap is Lightning's own loop, "
+        "not the harness's logging or control.",
         "",
         "| task | plain loop (samples/s) | harness (samples/s) | harness / plain | pairs | target | met |",
         "| --- | ---: | ---: | ---: | :---: | ---: | :---: |",
@@ -233,6 +262,15 @@ def report(results: dict[str, dict], scheduler: str, repeats: int, skipped: dict
         spread = "—" if low is None or high is None else f"{low['value']:.3f}-{high['value']:.3f}"
         lines.append(f"| {case.label} | {plain:,.0f} | {harness_sps:,.0f} | {r:.3f} | {spread} | "
                      f"{'none' if t is None else f'>= {t}'} | {met} |")
+    bare_rows = [c for c in CASES if f"{c.name}/bare_lightning_vs_plain" in results]
+    if bare_rows:
+        lines += ["", "| task | bare Lightning / plain (no logger, no LR-control callback) | pairs |",
+                  "| --- | ---: | :---: |"]
+        for case in bare_rows:
+            low, high = (results[f"{case.name}/bare_lightning_vs_plain_{k}_pair"]["value"]
+                         for k in ("lowest", "highest"))
+            lines.append(f"| {case.label} | {results[f'{case.name}/bare_lightning_vs_plain']['value']:.3f} | "
+                         f"{low:.3f}-{high:.3f} |")
     if skipped:
         lines += ["", "Not measured in the last run (data not found):", ""]
         lines += [f"- {reason}" for reason in skipped.values()]
@@ -253,6 +291,8 @@ def main() -> None:
     parser.add_argument("--scheduler", default="heuristic", help="scheduler config the harness runs with")
     parser.add_argument("--cases", nargs="+", choices=names, default=names, metavar="CASE",
                         help=f"rows to measure (default: all whose data is here): {', '.join(names)}")
+    parser.add_argument("--bare-lightning", action="store_true",
+                        help="also time a bare Lightning Trainer (no logger, no callback) in each pair")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks")
     args = parser.parse_args()
     import lightning  # noqa: F401  (imported first so both sides run under the same process settings)
@@ -271,7 +311,7 @@ def main() -> None:
                 continue
             base = [*data, f"scheduler={args.scheduler}", "experiment=bench", f"paths.root={tmp}",
                     "logger.log_every_n_steps=50", "+trainer.limit_test_batches=1"]  # test: after the timed epochs
-            results += measure(case, base, args.repeats)
+            results += measure(case, base, args.repeats, args.bare_lightning)
             measured.append(case.name)
     if PIPELINE in args.cases:
         results += pipeline(args.repeats)

@@ -94,3 +94,33 @@ def test_throughput_table_judges_the_median_pair_ratio_and_shows_the_pair_range(
     rows = [line for line in throughput.report(saved, "heuristic", 3, {}).splitlines() if line.startswith("| MNIST MLP")]
 
     assert len(rows) == 1 and rows[0].endswith("| 20,000 | 15,000 | 0.790 | 0.700-0.910 | >= 0.8 | NO |")
+
+
+def test_bare_lightning_trains_the_task_without_logger_or_lr_callback(home, monkeypatch):
+    cfg = compose(["task=xor_clean", "trainer.max_epochs=2", "data.n_samples=80", "seed=0"])
+    seen = {}
+    original = throughput.build
+
+    def recording_build(c):
+        seen["parts"] = original(c)
+        seen["initial"] = [p.detach().clone() for p in seen["parts"]["module"].parameters()]
+        return seen["parts"]
+
+    monkeypatch.setattr(throughput, "build", recording_build)
+    seconds = throughput.bare_lightning(cfg)
+    module = seen["parts"]["module"]
+    assert seconds > 0
+    assert module.trainer.current_epoch == 2 and module.trainer.loggers == []
+    assert [type(cb).__name__ for cb in module.trainer.callbacks if type(cb).__name__ == "LRControl"] == []
+    assert any(not torch.equal(p, q) for p, q in zip(module.parameters(), seen["initial"], strict=True))
+
+
+def test_report_shows_the_bare_lightning_table_only_for_rows_that_measured_it():
+    base = {"mnist/plain_loop_samples_per_s": {"value": 100.0}, "mnist/harness_samples_per_s": {"value": 90.0},
+            "mnist/harness_vs_plain": {"value": 0.9, "target": 0.8}}
+    assert "bare Lightning" not in throughput.report(base, "heuristic", 5, {})
+    bare = {**base, "mnist/bare_lightning_vs_plain": {"value": 0.93},
+            "mnist/bare_lightning_vs_plain_lowest_pair": {"value": 0.91},
+            "mnist/bare_lightning_vs_plain_highest_pair": {"value": 0.95}}
+    mnist = next(c for c in throughput.CASES if c.name == "mnist")
+    assert f"| {mnist.label} | 0.930 | 0.910-0.950 |" in throughput.report(bare, "heuristic", 5, {}).splitlines()

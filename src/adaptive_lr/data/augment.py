@@ -17,7 +17,7 @@ def random_crop_flip(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch
     flip = torch.rand(b, generator=g) < 0.5
     # Every crop of the padded batch and of its mirror image, as a view [2, B, C, 2p+1, 2p+1, H, W]; one gather picks
     # each sample's: (copy, sample, :, dy, dx). The flip of the crop at dx is the crop of the mirror at 2p - dx. One
-    # pass over the output instead of an index per pixel: 158 us against 389 us per 64 CIFAR images (timeit).
+    # pass over the output instead of an index per pixel: 158 us against 389 us per 64 CIFAR images (300 calls).
     windows = torch.stack([padded, padded.flip(3)]).unfold(3, h, 1).unfold(4, w, 1)
     dx = torch.where(flip, 2 * pad - dx, dx)
     return windows[flip.long().to(x.device), torch.arange(b, device=x.device), :, dy.to(x.device), dx.to(x.device)]

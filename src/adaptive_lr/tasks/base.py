@@ -3,15 +3,15 @@
 A task kind (classification, forecasting) subclasses `EpochMeanTask` and implements `batch_metrics`, which
 returns the batch loss (with its graph, for training) and a 1-D tensor of batch means aligned with the stage's
 metric names. Everything else lives here once:
-  1. manual optimisation: zero_grad/backward/step without Lightning's per-step closure and hook chain (~0.15 ms
-     of a ~2 ms MNIST-MLP step, `make bench`); consequence: Trainer's gradient_clip_val and
-     accumulate_grad_batches do not apply to these tasks. On one device in fp32 (`SingleDeviceStrategy`, the
-     plain `Precision` plugin, one optimizer) the step goes straight to the torch optimizer and `loss.backward()`
-     (~40-60 us less per MNIST-MLP step of ~0.8 ms, `make bench`), keeping what Lightning's path does there:
-     the step counter (`global_step`) and the `on_before_optimizer_step` hooks of the callbacks and the module
-     that override it, called with the gradients in place. A module or callback that overrides `backward`,
-     `on_before_backward` or `on_after_backward`, and every other strategy or precision (DDP, mixed precision),
-     takes Lightning's path (`manual_backward`, `LightningOptimizer.step`);
+  1. manual optimisation: zero_grad/backward/step without Lightning's per-step closure and hook chain (~0.15 ms of
+     a ~2 ms MNIST-MLP step, `make bench`); consequence: Trainer's gradient_clip_val and accumulate_grad_batches
+     do not apply to these tasks. On one device in fp32 (`SingleDeviceStrategy`, the plain `Precision` plugin,
+     one optimizer) the step goes straight to the torch optimizer and `loss.backward()` (~35-60 us less per
+     MNIST-MLP step of ~0.8 ms, timed with perf_counter around `training_step`), keeping what Lightning's path
+     does there: the step counter (`global_step`) and the `on_before_optimizer_step` hooks of the callbacks and
+     the module that override it, called with the gradients in place. A module or callback that overrides
+     `backward`, `on_before_backward` or `on_after_backward`, and every other strategy or precision (DDP, mixed
+     precision), takes Lightning's path (`manual_backward`, `LightningOptimizer.step`);
   2. batch metrics summed on the device (`EpochMeans`): no per-step `self.log`, `.item()` or cross-rank sync;
      the sums are all-reduced once per epoch and stage and published with `self.log(logger=False)` into
      `trainer.callback_metrics`, where controllers and the tracking callbacks (`EpochMetrics`) read them;
@@ -154,17 +154,15 @@ class EpochMeanTask(L.LightningModule):
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         # Manual optimization (module docstring, 1): the same zero_grad/backward/step as Lightning's automatic loop
-        if self._direct is None:  # through the LightningOptimizer (precision scaling and DDP sync intact)
-            optimizer = self.optimizers()
-            optimizer.zero_grad()
-            loss = self._shared_step(batch, "train")
+        direct = self._direct
+        optimizer = self.optimizers() if direct is None else direct[0].optimizer
+        optimizer.zero_grad()
+        loss = self._shared_step(batch, "train")
+        if direct is None:  # through the LightningOptimizer (precision scaling and DDP sync intact)
             self.manual_backward(loss)
             optimizer.step()
         else:
-            lightning_optimizer, hooks = self._direct
-            optimizer = lightning_optimizer.optimizer
-            optimizer.zero_grad()
-            loss = self._shared_step(batch, "train")
+            lightning_optimizer, hooks = direct
             loss.backward()
             lightning_optimizer._on_before_step()  # Lightning's step counter (global_step), as its step() does
             caller, self._current_fx_name = self._current_fx_name, "on_before_optimizer_step"  # as Lightning's
