@@ -451,7 +451,8 @@ def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None 
         print(f"[{grid.name}]{label} {len(cells)} cells: {len(skip)} already finished, {len(todo)} to run "
               f"({type(engine).__name__} jobs={engine.jobs}, MLflow: {tracking_uri})", file=out, flush=True)
         budget = {"tuning_budget": grid.tuning.budget} if grid.tuning else {}
-        tags = {c: {"cell": c.key, "phase": c.phase, "mlflow.parentRunId": parent, **budget} for c in todo}
+        tags = {c: {"cell": c.key, "phase": c.phase, "mlflow.parentRunId": parent, "grid_jobs": engine.jobs,
+                    **budget} for c in todo}
         progress = Progress(grid.name, len(todo), out)
         engine.execute(todo, tags, progress)
         if progress.failures:

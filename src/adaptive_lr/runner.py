@@ -47,7 +47,18 @@ def provenance() -> dict[str, Any]:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})"
     return {"host": platform.node(), "pid": os.getpid(), "cpu_count": os.cpu_count(),
-            "torch_version": torch.__version__, "python_version": platform.python_version(), "device": device}
+            "torch_version": torch.__version__, "python_version": platform.python_version(), "device": device,
+            "load_avg_start": _load_average()}
+
+
+def _load_average() -> str:
+    """The machine's 1-minute load average, so a report can say when wall-clock columns shared the machine."""
+    import os
+
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:  # not available on this platform
+        return ""
 
 
 def hparams_of(cfg: DictConfig) -> dict[str, Any]:
@@ -185,7 +196,8 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
             if isinstance(logger, LeanTensorBoardLogger):
                 logger.log_hparams_summary(hparams_of(cfg), final)
             logger.finalize("success")
-        tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None})
+        tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None,
+                         "load_avg_end": _load_average()})
         if (run_dir / "viz").is_dir():
             tracked.add_artifact(run_dir / "viz")
         if policy.learns:  # a learning controller: keep what it learned, for warm starts

@@ -97,7 +97,42 @@ def test_binary_task_publishes_val_metrics_equal_to_a_computation_by_hand():
     assert m["val_loss"].item() == pytest.approx(loss, rel=1e-5)
     assert m["val_acc"].item() == pytest.approx(acc, abs=1e-6)
     assert 0.0 < acc < 1.0  # noisy XOR: a real accuracy, not a degenerate one
-    assert set(task.logged_metrics) == {"train_loss", "train_acc", "val_loss", "val_acc", "nonfinite_steps"}
+    assert set(task.logged_metrics) == {"train_loss", "train_acc", "val_loss", "val_acc", "train_eval_loss",
+                                        "train_eval_acc", "nonfinite_steps"}
+
+
+def test_train_subset_is_evaluated_in_eval_mode_like_validation_and_leaves_training_unchanged():
+    """`train_eval_*` equals an eval-mode computation by hand on the datamodule's fixed train subset (dropout off,
+    so it differs from the train-mode forward), and the pass draws no random numbers: parameters after training
+    are identical with the pass switched off."""
+
+    def fit(train_eval_size):
+        L.seed_everything(3, verbose=False)
+        dm = DigitsDataModule(batch_size=64, eval_batch_size=50, seed=4)
+        dm.train_eval_size = train_eval_size
+        task = ClassificationTask(nn.Sequential(nn.Linear(64, 32), nn.Dropout(0.5), nn.ReLU(), nn.Linear(32, 10)),
+                                  SGD)
+        t = trainer(max_epochs=2, limit_train_batches=4)
+        t.fit(task, datamodule=dm)
+        return dm, task, t
+
+    dm, task, t = fit(None)
+    x_sub = torch.cat([b[0] for b in dm.train_eval_dataloader()])
+    y_sub = torch.cat([b[1] for b in dm.train_eval_dataloader()])
+    assert len(x_sub) == len(dm.splits[1][0])  # the validation set's size
+    task.model.eval()
+    loss, acc = by_hand(task.model, x_sub, y_sub, nn.CrossEntropyLoss(), binary=False)
+    assert t.callback_metrics["train_eval_loss"].item() == pytest.approx(loss, rel=1e-5)
+    assert t.callback_metrics["train_eval_acc"].item() == pytest.approx(acc, abs=1e-6)
+    task.model.train()
+    with torch.no_grad():  # train mode (dropout on) gives another loss: the pass really ran in eval mode
+        assert nn.CrossEntropyLoss()(task.model(x_sub), y_sub).item() != pytest.approx(loss, rel=1e-3)
+    assert torch.equal(torch.cat([b[0] for b in fit(None)[0].train_eval_dataloader()]), x_sub)  # fixed subset
+
+    _, off, t_off = fit(0)
+    assert "train_eval_acc" not in t_off.callback_metrics
+    for a, b in zip(task.model.parameters(), off.model.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_multiclass_task_on_digits_uses_argmax_accuracy_and_weighted_val_batches():

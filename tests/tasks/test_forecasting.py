@@ -115,6 +115,9 @@ def test_val_and_test_metrics_equal_a_computation_by_hand(data_dir, tmp_path):
         "train_loss",
         "train_mse",
         "train_mae",
+        "train_eval_loss",
+        "train_eval_mse",
+        "train_eval_mae",
         "nonfinite_steps",
         *(
             f"val_{m}"

@@ -22,6 +22,9 @@ class InMemoryDataModule(L.LightningDataModule):
     #: whole-batch transforms of the inputs (e.g. crop+flip+normalise uint8 images), or None
     train_transform: BatchTransform | None = None
     eval_transform: BatchTransform | None = None
+    #: size of the fixed train subset evaluated like the validation set (the generalization gap's train side);
+    #: None = the validation set's size, 0 = no such pass
+    train_eval_size: int | None = None
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 1024, seed: int = 0) -> None:
         super().__init__()
@@ -66,6 +69,20 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> TensorBatchLoader:
         return self._shard(TensorBatchLoader(self.splits[1], self.eval_batch_size, transform=self.eval_transform))
+
+    def train_eval_dataloader(self) -> TensorBatchLoader | None:
+        """A fixed random subset of the training split (as many rows as the validation split, or
+        `train_eval_size`), batched and transformed like the validation set: the task evaluates it in eval mode
+        after every validation, so train and validation metrics are measured the same way (dropout off, no
+        augmentation). The subset is a pure function of the data seed; None when switched off."""
+        train, val = self.splits[0], self.splits[1]
+        n_train = len(train[0])
+        size = min(n_train, len(val[0]) if self.train_eval_size is None else self.train_eval_size)
+        if size <= 0:
+            return None
+        rows = torch.randperm(n_train, generator=torch.Generator().manual_seed(self.seed))[:size].sort().values
+        subset = tuple(t.index_select(0, rows) for t in train)
+        return self._shard(TensorBatchLoader(subset, self.eval_batch_size, transform=self.eval_transform))
 
     def test_dataloader(self) -> TensorBatchLoader:
         return self._shard(TensorBatchLoader(self.splits[2], self.eval_batch_size, transform=self.eval_transform))

@@ -22,7 +22,12 @@ metric names. Everything else lives here once:
   6. two costs Lightning adds to every step are paid once instead (~0.14 ms of a ~4 ms MNIST-MLP step, timeit):
      it sets `_current_fx_name` on the module around every hook (~35 times a step, each through
      `nn.Module.__setattr__`'s checks for parameters, buffers and submodules: a plain string needs none of them),
-     and it calls `inspect.signature(training_step)` every step (the step methods carry a precomputed one).
+     and it calls `inspect.signature(training_step)` every step (the step methods carry a precomputed one);
+  7. after every validation during fit, a fixed train subset of the validation set's size (the datamodule's
+     `train_eval_dataloader`) is evaluated the same way (eval mode, no gradient, no augmentation) and published as
+     `train_eval_{name}` with the train metric names: the generalization gap compares it with `val_{metric}`,
+     where the running train-mode means of (2) mix dropout and a moving model. It draws no global random numbers,
+     so the training trajectory is unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from adaptive_lr.tasks.epoch_mean import EpochMeans
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 STAGES = ("train", "val", "test")
+TRAIN_EVAL = "train_eval"  # the fixed train subset evaluated like validation (docstring, 7)
 BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")  # a direct step would skip these (docstring, 1)
 StepHook = Callable[[L.Trainer, L.LightningModule, torch.optim.Optimizer], None]
 
@@ -77,6 +83,7 @@ class EpochMeanTask(L.LightningModule):
         self.automatic_optimization = False  # see training_step
         self.register_buffer("nonfinite_steps", torch.zeros((), dtype=torch.long), persistent=True)
         self._means = {stage: EpochMeans(tuple(metric_names[stage])) for stage in STAGES}
+        self._means[TRAIN_EVAL] = EpochMeans(tuple(metric_names["train"]))
         # (the LightningOptimizer, the on_before_optimizer_step hooks to call) when steps skip Lightning's path
         self._direct: tuple[LightningOptimizer, tuple[StepHook, ...]] | None = None
 
@@ -96,7 +103,7 @@ class EpochMeanTask(L.LightningModule):
     @property
     def logged_metrics(self) -> tuple[str, ...]:
         """Every metric name this task puts into `trainer.callback_metrics` during fit (a controller may watch any)."""
-        return tuple(f"{s}_{m}" for s in ("train", "val") for m in self._means[s].names) + (
+        return tuple(f"{s}_{m}" for s in ("train", "val", TRAIN_EVAL) for m in self._means[s].names) + (
             "nonfinite_steps",
         )
 
@@ -127,7 +134,27 @@ class EpochMeanTask(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.state.fn == "fit":
             self._publish("train")
+            if not self.trainer.sanity_checking:
+                self._evaluate_train_subset()
         self._publish("val")
+
+    def _evaluate_train_subset(self) -> None:
+        """Docstring, 7: the train subset in eval mode, published as `train_eval_*` (nothing without a loader)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        loader = datamodule.train_eval_dataloader() if hasattr(datamodule, "train_eval_dataloader") else None
+        if loader is None:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for batch in loader:
+                    batch = self.transfer_batch_to_device(batch, self.device, 0)
+                    _, values = self.batch_metrics(batch, "train")
+                    self._means[TRAIN_EVAL].add(values, len(batch[0]))
+        finally:
+            self.model.train(was_training)
+        self._publish(TRAIN_EVAL)
 
     def on_train_epoch_end(self) -> None:
         self._publish("train")  # no-op when validation already published this epoch's train means
