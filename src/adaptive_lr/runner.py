@@ -35,6 +35,8 @@ def config_hash(cfg: DictConfig) -> str:
         data.pop(key, None)
     for key in ("data_dir", "cache_dir"):  # where the data lives does not change what a run computes
         data.get("data", {}).pop(key, None)
+    for key in ("margin", "margin_relative"):  # the verdicts' equivalence margin is read by reports only
+        data.get("task", {}).pop(key, None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -139,6 +141,8 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
     tags = {
         "experiment": cfg.experiment, "task": cfg.task.name, "scheduler": cfg.scheduler.name, "seed": cfg.seed,
         "metric": cfg.task.metric, "metric_mode": cfg.task.mode, "threshold": cfg.task.threshold,
+        "equivalence_margin": cfg.task.get("margin", ""),
+        "margin_relative": str(bool(cfg.task.get("margin_relative", False))).lower(),
         "max_epochs": cfg.trainer.max_epochs, "steps_per_epoch": datamodule.steps_per_epoch(),
         "adaptive": str(bool(cfg.scheduler.adaptive)).lower(), "config_hash": config_hash(cfg),
         "data_checksum": datamodule.fingerprint(),
