@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from adaptive_lr.errors import UserError
 from adaptive_lr.schedulers.base import ACTIONS as POLICY_ACTIONS
 
 FINISHED = "FINISHED"
@@ -33,19 +34,22 @@ EPOCH_METRICS = ("train_loss", "val_loss", "epoch_time_s", "epoch_lr", "nonfinit
 # code -> name, inverted from the one table the controllers log with (so a new action is never "unknown" here)
 ACTIONS = {code: name for name, code in POLICY_ACTIONS.items()}
 _PAGE_SIZE = 1000
-TUNE = "tune"
+TUNE, SWEEP = "tune", "sweep"  # phases whose runs choose settings and are never results
 PROVENANCE_TAGS = (
-    "git_commit", "data_checksum", "host", "cpu_count", "torch_version", "python_version", "device",
+    "git_commit", "data_checksum", "host", "cpu_count", "torch_version", "python_version", "device", "config_hash",
+    "grid_jobs", "load_avg_start", "load_avg_end",
 )  # fmt: skip
 
 RUN_COLUMNS = [
     "run_id", "run_name", "status", "task", "scheduler", "seed", "adaptive", "metric", "mode", "threshold",
     "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "test_baseline", "warm_start", "error", "run_dir",
-    "diverged_tag", "phase", "tuning_budget", "start_time", "superseded", *PROVENANCE_TAGS,
+    "diverged_tag", "phase", "tuning_budget", "start_time", "superseded", "equivalence_margin", "margin_relative",
+    "lr", "final_val",
+    *PROVENANCE_TAGS,
 ]  # fmt: skip
 
 
-class NoRunsError(LookupError):
+class NoRunsError(UserError, LookupError):
     """The experiment does not exist or has no FINISHED run; the message names experiment and store."""
 
 
@@ -84,8 +88,9 @@ class RunData:
 
     @property
     def tune(self) -> pd.DataFrame:
-        """Runs of the tuning phase (any status): they chose the final runs' settings, never results."""
-        return self.runs[self.runs["phase"] == TUNE]
+        """Runs of the tuning and sweep phases (any status): they chose the final runs' settings and draw the
+        sensitivity plots, never results."""
+        return self.runs[self.runs["phase"].isin([TUNE, SWEEP])]
 
     @property
     def has_phases(self) -> bool:
@@ -94,8 +99,8 @@ class RunData:
 
 
 def _final(runs: pd.DataFrame) -> pd.Series:
-    """FINISHED runs outside the tuning phase: results unless superseded."""
-    return (runs["status"] == FINISHED) & (runs["phase"] != TUNE)
+    """FINISHED runs outside the tuning and sweep phases: results unless superseded."""
+    return (runs["status"] == FINISHED) & ~runs["phase"].isin([TUNE, SWEEP])
 
 
 def _results(runs: pd.DataFrame) -> pd.Series:
@@ -108,6 +113,19 @@ def _superseded(runs: pd.DataFrame) -> pd.Series:
     latest = final.sort_values("start_time", kind="stable").groupby(
         ["task", "scheduler", "seed"], dropna=False, sort=False).tail(1).index
     return runs.index.isin(final.index) & ~runs.index.isin(latest)
+
+
+def require_results(runs: pd.DataFrame, experiment: str, source: str) -> pd.Series:
+    """The mask of result runs; NoRunsError naming experiment and source when there is none."""
+    finished = _results(runs)
+    if not finished.any():
+        tune = int((runs["phase"] == TUNE).sum())
+        tuning = f", {tune} tune-phase runs, never results" if tune else ""
+        raise NoRunsError(
+            f"experiment {experiment!r} in tracking store {source!r} has no FINISHED runs "
+            f"({len(runs) - tune} runs in other states{tuning})"
+        )
+    return finished
 
 
 def action_name(code: float) -> str:
@@ -132,14 +150,7 @@ def load_runs(experiment: str, tracking_uri: str) -> RunData:
     order = ["task", "scheduler", "seed", "phase", "run_id"]
     runs = runs.sort_values(order, kind="stable").reset_index(drop=True)
     runs["superseded"] = _superseded(runs)
-    finished = _results(runs)
-    if not finished.any():
-        tune = int((runs["phase"] == TUNE).sum())
-        tuning = f", {tune} tune-phase runs, never results" if tune else ""
-        raise NoRunsError(
-            f"experiment {experiment!r} in tracking store {tracking_uri!r} has no FINISHED runs "
-            f"({len(runs) - tune} runs in other states{tuning})"
-        )
+    finished = require_results(runs, experiment, tracking_uri)
 
     results = set(runs.loc[finished, "run_id"])
     epoch_rows, lr_rows, action_rows = [], [], []
@@ -148,7 +159,7 @@ def load_runs(experiment: str, tracking_uri: str) -> RunData:
             continue
         run_id, logged = run.info.run_id, run.data.metrics.keys()
         metric = run.data.tags.get("metric", "")
-        epoch_names = [*EPOCH_METRICS, f"train_{metric}", f"val_{metric}"]
+        epoch_names = [*EPOCH_METRICS, f"train_{metric}", f"val_{metric}", f"train_eval_{metric}"]
         for name in (n for n in epoch_names if n in logged):
             epoch_rows += [(run_id, step, name, value) for step, value in _history(client, run_id, name)]
         if "lr" in logged:
@@ -219,6 +230,13 @@ def _run_row(run: Any) -> dict[str, Any]:
         "tuning_budget": tags.get("tuning_budget", ""),
         "start_time": run.info.start_time or 0,  # ms since the epoch
         "superseded": False,  # set across runs by `load_runs`
+        # the verdicts' equivalence margin the task declared (absolute, or relative to the best baseline)
+        "equivalence_margin": _number(tags.get("equivalence_margin"), float),
+        "margin_relative": tags.get("margin_relative", "").strip().lower() == "true",
+        # the initial LR (or a learning-rate-free optimizer's multiplier) and the last validation value: what a
+        # sweep's sensitivity plot needs of every run, histories or not
+        "lr": _number(run.data.params.get("lr"), float),
+        "final_val": values.get(f"val_{metric}", math.nan),
         **{name: tags.get(name, "") for name in PROVENANCE_TAGS},
     }
 

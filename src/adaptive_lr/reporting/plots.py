@@ -45,7 +45,7 @@ def validation_curves(
     from matplotlib.ticker import MaxNLocator
 
     metric, threshold = runs["metric"].iloc[0], runs["threshold"].iloc[0]
-    diverged = summary.set_index("scheduler")["n_diverged"]
+    diverged = summary.set_index("scheduler")["diverged_count"]
     val = epochs[(epochs["name"] == f"val_{metric}") & epochs["run_id"].isin(runs["run_id"])]
     fig = Figure(figsize=FIGSIZE)
     ax = fig.add_subplot()
@@ -141,10 +141,42 @@ def controller_actions(
     return name
 
 
+def sensitivity(task: str, points: pd.DataFrame, colors: dict[str, str], out: Path) -> str | None:
+    """Final val metric against the initial LR relative to the centre of each method's sweep (log x), one line
+    per method; diverged points marked with an x at the axis' edge."""
+    from matplotlib.figure import Figure
+
+    mine = points[points["task"] == task]
+    if mine.empty:
+        return None
+    metric = mine["metric"].iloc[0]
+    fig = Figure(figsize=FIGSIZE)
+    ax = fig.add_subplot()
+    for scheduler, group in mine.groupby("scheduler", sort=True):
+        group = group.sort_values("factor")
+        color = colors.get(scheduler, "k")
+        ax.plot(group["factor"], group["value"], marker="o", markersize=3, color=color, label=scheduler)
+        bad = group[group["n_diverged"] > 0]
+        if len(bad):
+            ax.scatter(bad["factor"], np.full(len(bad), np.nanmin(mine["value"]) if mine["value"].notna().any()
+                                              else 0.0), marker="x", color=color, s=40)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set(xlabel="initial LR / centre of the method's sweep (learning-rate-free: multiplier)",
+           ylabel=f"final val {metric}", title=f"{task}: sensitivity to the initial LR (x = diverged)")
+    ax.legend(fontsize=7, ncol=2)
+    name = f"{slug(task)}_sensitivity.png"
+    fig.savefig(out / name, dpi=DPI)
+    return name
+
+
+CLOCKS = {"epochs": "epochs", "wall": "wall-clock"}
+
+
 def performance_profile(
-    ratios: pd.DataFrame, colors: dict[str, str], out: Path, tau_max: float = TAU_MAX
+    ratios: pd.DataFrame, colors: dict[str, str], out: Path, tau_max: float = TAU_MAX, clock: str = "wall"
 ) -> str:
-    """Step curves rho_s(tau) over [1, tau_max] (log-2 x axis), one per scheduler; scores in the legend."""
+    """Step curves rho_s(tau) over [1, tau_max] (log-2 x axis), one per scheduler, for time measured in `clock`
+    ("epochs" or "wall"); scores in the legend."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import ScalarFormatter
 
@@ -162,9 +194,9 @@ def performance_profile(
     ax.set(
         xlabel="tau (time to target / fastest scheduler's)",
         ylabel="fraction of tasks within tau",
-        title=f"Performance profile over {len(ratios)} task(s), wall-clock to threshold",
+        title=f"Performance profile over {len(ratios)} task(s), {CLOCKS[clock]} to target",
     )
-    ax.legend(loc="lower right")
-    name = "performance_profile.png"
+    ax.legend(loc="lower right", fontsize=8)
+    name = f"performance_profile_{clock}.png"
     fig.savefig(out / name, dpi=DPI)
     return name

@@ -1,473 +1,513 @@
-"""Write the markdown comparison report of one experiment from its logged runs (never retrains).
+"""Write the markdown comparison report of one experiment from its logged runs or a bundle (never retrains).
 
-`write_report` creates `reports_root/<experiment>/<YYYYmmdd-HHMMSS>[-k]/` (a new folder each call, never
-overwriting; `-1`, `-2`, ... is added when the timestamp folder exists) holding:
+`write_report` (from an MLflow store) and `write_report_from_bundle` (from a report's `bundle/`, no store needed)
+create `reports_root/<experiment>/<YYYYmmdd-HHMMSS>[-k]/` (a new folder each call, never overwriting) holding:
+- `bundle/`: the per-run bundle (`bundle.py`). The report is always computed from the bundle it has just
+  written, so a report rebuilt from that bundle elsewhere has byte-identical CSV files.
+- `report.md`: a list of sections (`SECTIONS`), each a function of one `ReportContext`: the verdicts, one table
+  per task with its plots, the performance profiles, failed runs, the protocol and the links.
+- `summary.csv`: one row per task x scheduler (`metrics.SUMMARY_COLUMNS`): identity, every declared metric row's
+  aggregation (`metrics.METRIC_ROWS`), the verdict columns and the time-to-target columns; floats with 6
+  significant digits.
+- `comparisons.csv`: every adaptive scheduler against each best baseline of its task on the test metric
+  (`metrics.COMPARISON_COLUMNS`), with raw and Holm-adjusted p-values.
+- `profile.csv`: per clock (epochs, wall) and scheduler: the performance-profile score with its bootstrap
+  interval over seeds, rho at tau = 1 and at tau_max.
+- PNGs: `<task>_val_<metric>.png`, `<task>_lr.png`, `<task>_actions.png` (when logged) and
+  `performance_profile_<clock>.png`.
 
-- `report.md`, in this order: the **summary verdict** (which adaptive schedulers beat the task's best
-  baseline, with 95% confidence intervals and Welch p-values, and plainly where none did; best scheduler per
-  task; profile scores), one **table per task** with its plots (validation curves, LR trajectories, controller
-  actions), the **performance profile** across tasks, failed/incomplete runs, the **protocol** (budget,
-  tuning, seeds, hardware, git commits, data checksums, definitions) and the **links** appendix (MLflow run ID
-  and TensorBoard log dir of every run, collapsible).
-- `summary.csv`: one row per task x scheduler (`metrics.SUMMARY_COLUMNS`), sorted by task then scheduler,
-  floats written with 6 significant digits:
-    task, scheduler, adaptive  -- identity; adaptive is the run's `adaptive` tag
-    metric, mode               -- base metric name, "max"/"min"
-    final_mean, final_std      -- final val metric, mean and sample std over seeds (NaN if a seed's is NaN)
-    final_ci_low, _ci_high     -- its 95% Student-t interval (NaN with one seed)
-    best_mean                  -- best val metric over epochs (mode-aware), mean over seeds
-    test_mean, _ci_low/_high   -- final test metric, mean and 95% interval
-    test_baseline_mean         -- the task's naive test baseline (test_naive_<metric>), when logged
-    epochs_to_threshold_mean, _ci_low/_high -- first epoch at the threshold, never reached = max_epochs
-    reached                    -- number of seeds that reached the threshold
-    wall_to_threshold_mean, _ci_low/_high   -- wall-clock seconds to the threshold, unreached = budget time
-    generalization_gap         -- final train metric minus final val metric, mean over seeds
-    stability                  -- std of epoch-to-epoch val_loss changes, mean over seeds (lower = smoother)
-    baseline                   -- the task's best baseline (best non-adaptive mean final val metric)
-    p_value, verdict           -- adaptive rows: Welch p vs the best baseline; beat / no significant
-                                  difference / worse / untested. Baselines: NaN; best baseline / baseline
-    verdict_note               -- why a comparison is untested
-    perf_ratio                 -- time to target / the fastest scheduler's on the task (inf = never reached)
-    n_seeds, n_diverged        -- result runs, and those with a non-finite epoch metric or training step or
-                                  a `diverged` tag (last, where they were before the columns grew)
-- `profile.csv`: per scheduler its performance-profile score, rho at tau = 1 and at tau_max, and the number of
-  tasks.
-- PNGs: `<task>_val_<metric>.png`, `<task>_lr.png`, `<task>_actions.png` (when the task's runs logged
-  `controller_action`) and `performance_profile.png`.
-
-Re-running on the same store reproduces the same files: every table is sorted by task, scheduler, seed and run
-ID, numbers are rounded for print, and the only time-dependent text is the "Generated ..." line under the
-title. Metric definitions are in `metrics`, statistics in `stats`, profiles in `profiles`.
+Links are relative (or MLflow UI URLs when the store is a server); no absolute path of the machine that ran the
+runs is written. Re-running reproduces the same files; the only time-dependent text is the "Generated" line.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import platform
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from adaptive_lr.reporting import plots
+from adaptive_lr.reporting.bundle import (
+    code_trees,
+    describe_source,
+    read_bundle,
+    read_manifest,
+    write_bundle,
+)
 from adaptive_lr.reporting.collect import RunData, load_runs
-from adaptive_lr.reporting.metrics import BEST_BASELINE, aggregate, best_schedulers, per_run_metrics
+from adaptive_lr.reporting.metrics import (
+    METRIC_ROWS,
+    MetricRow,
+    aggregate,
+    per_run_metrics,
+    profile_targets,
+)
 from adaptive_lr.reporting.profiles import (
     TAU_MAX,
+    median_times,
     performance_ratios,
     profile,
-    profile_scores,
-    time_to_target,
+    score_intervals,
 )
-from adaptive_lr.reporting.stats import ALPHA, BEAT, CONFIDENCE, UNTESTED
+from adaptive_lr.reporting.sensitivity import good_regions, sweep_points
+from adaptive_lr.reporting.stats import ALPHA, BETTER, CONFIDENCE, EQUIVALENT, INCONCLUSIVE, UNTESTED, WORSE
 
 CSV_FLOAT_FORMAT = "%.6g"
-TABLE_DIGITS = 4  # significant digits in report tables
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
 GENERATED_PREFIX = "Generated "  # the one line of report.md that depends on when it was written
-TABLE_HEADER = [
-    "scheduler", "final val mean [95% CI]", "best val", "test mean [95% CI]", "epochs to threshold [95% CI]",
-    "wall-clock to threshold, s [95% CI]", "reached", "p vs best baseline", "verdict", "gen. gap",
-    "stability", "seeds", "diverged",
-]  # fmt: skip
-PROFILE_COLUMNS = ["scheduler", "score", "rho_at_1", "rho_at_tau_max", "tau_max", "n_tasks"]
+BUNDLE = "bundle"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROFILE_COLUMNS = ["clock", "scheduler", "score", "score_low", "score_high", "rho_at_1", "rho_at_tau_max",
+                   "tau_max", "n_tasks"]  # fmt: skip
+CLOCKS = ("epochs", "wall")
 
 
-def write_report(
-    experiment: str,
-    tracking_uri: str,
-    reports_root: Path,
-    now: datetime | None = None,
-    tau_max: float = TAU_MAX,
-    alpha: float = ALPHA,
-) -> Path:
-    """Write report.md, summary.csv, profile.csv and plots for `experiment`; return the path of report.md.
+@dataclass
+class ReportContext:
+    """Everything the sections read: the data, the computed tables and the report's settings."""
 
-    `tau_max` bounds the performance profile, `alpha` is the significance level of the verdicts. Raises
-    `NoRunsError` if the experiment does not exist or has no FINISHED result run.
-    """
-    now = now or datetime.now()
+    data: RunData
+    per_run: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    profiles: pd.DataFrame
+    ratios: dict[str, pd.DataFrame]
+    code: dict[str, dict[str, str]]
+    now: datetime
+    tau_max: float = TAU_MAX
+    alpha: float = ALPHA
+    points: pd.DataFrame = field(default_factory=pd.DataFrame)
+    regions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    figures: dict[str, list[str]] = field(default_factory=dict)
+    profile_pngs: dict[str, str] = field(default_factory=dict)
+    report_dir: Path | None = None
+
+
+def write_report(experiment: str, tracking_uri: str, reports_root: Path, now: datetime | None = None,
+                 tau_max: float = TAU_MAX, alpha: float = ALPHA) -> Path:
+    """Report `experiment` from the store at `tracking_uri`; return the path of report.md. Raises
+    `NoRunsError` if the experiment does not exist or has no FINISHED result run."""
     data = load_runs(experiment, tracking_uri)
-    per_run = per_run_metrics(data)
-    summary = aggregate(per_run, alpha)
-    ratios = performance_ratios(time_to_target(summary))
-    out = _new_folder(Path(reports_root) / plots.slug(experiment), now.strftime(TIMESTAMP_FORMAT))
+    code = code_trees(list(data.runs["git_commit"]), PROJECT_ROOT)
+    data = replace(data, tracking_uri=describe_source(tracking_uri))
+    return _write(data, code, reports_root, now, tau_max, alpha)
 
-    summary.to_csv(out / "summary.csv", index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan")
-    profile_table(ratios, tau_max).to_csv(
-        out / "profile.csv", index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan"
-    )
-    colors = plots.scheduler_colors(list(data.finished["scheduler"]))
-    figures = {
-        task: _plot_task(task, data, rows, colors, out) for task, rows in summary.groupby("task", sort=True)
-    }
-    profile_png = plots.performance_profile(ratios, colors, out, tau_max)
-    report = out / "report.md"
-    text = render_markdown(
-        data, summary, figures, now, ratios=ratios, profile_png=profile_png, tau_max=tau_max, alpha=alpha,
-        report_dir=out,
-    )
-    report.write_text(text, encoding="utf-8")
+
+def write_report_from_bundle(bundle: Path, reports_root: Path, now: datetime | None = None,
+                             tau_max: float = TAU_MAX, alpha: float = ALPHA) -> Path:
+    """Report the runs of a bundle folder (no store needed); return the path of report.md."""
+    return _write(read_bundle(bundle), read_manifest(bundle)["code"], reports_root, now, tau_max, alpha)
+
+
+def _write(data: RunData, code: dict, reports_root: Path, now: datetime | None, tau_max: float,
+           alpha: float) -> Path:
+    now = now or datetime.now()
+    out = _new_folder(Path(reports_root) / plots.slug(data.experiment), now.strftime(TIMESTAMP_FORMAT))
+    try:
+        data = read_bundle(write_bundle(data, out / BUNDLE, code))  # computed from what the bundle holds
+        ctx = compute(data, code, now, tau_max, alpha)
+        ctx.report_dir = out
+        for name, frame in (("summary", ctx.summary), ("comparisons", ctx.comparisons),
+                            ("profile", ctx.profiles), ("sweep", ctx.points)):  # fmt: skip
+            frame.to_csv(out / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan")
+        colors = plots.scheduler_colors(list(data.finished["scheduler"]))
+        colors.update({s: f"C{i % 10}" for i, s in enumerate(sorted(set(ctx.points["scheduler"]) - set(colors)),
+                                                             start=len(colors))})  # fmt: skip
+        ctx.figures = {task: _plot_task(task, data, rows, colors, out)
+                       for task, rows in ctx.summary.groupby("task", sort=True)}  # fmt: skip
+        for task in sorted(set(ctx.points["task"])):
+            name = plots.sensitivity(task, ctx.points, colors, out)
+            if name:
+                ctx.figures.setdefault(task, []).append(name)
+        ctx.profile_pngs = {clock: plots.performance_profile(ctx.ratios[clock], colors, out, tau_max, clock)
+                            for clock in CLOCKS}  # fmt: skip
+        report = out / "report.md"
+        report.write_text(render_markdown(ctx), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # a failed report leaves nothing behind
+        raise
     return report
 
 
-def profile_table(ratios: pd.DataFrame, tau_max: float = TAU_MAX) -> pd.DataFrame:
-    """PROFILE_COLUMNS per scheduler, best score first (ties by name)."""
-    scores = profile_scores(ratios, tau_max)
+def compute(data: RunData, code: dict, now: datetime, tau_max: float = TAU_MAX,
+            alpha: float = ALPHA) -> ReportContext:
+    """Every table of the report from `data` (pure: no files)."""
+    per_run = per_run_metrics(data)
+    summary, comparisons = aggregate(per_run, data.runs, alpha)
+    ratios, tables = {}, []
+    for clock in CLOCKS:
+        ratios[clock] = performance_ratios(median_times(per_run, f"{clock}_to_target"))
+        tables.append(profile_table(per_run, ratios[clock], clock, tau_max))
+    points = sweep_points(data.runs)
+    regions = good_regions(points, data.runs)
+    return ReportContext(data, per_run, summary, comparisons, pd.concat(tables, ignore_index=True), ratios, code,
+                         now, tau_max, alpha, points, regions)
+
+
+def profile_table(per_run: pd.DataFrame, ratios: pd.DataFrame, clock: str, tau_max: float = TAU_MAX) -> pd.DataFrame:
+    """PROFILE_COLUMNS for one clock, best score first (ties by name)."""
+    scores = score_intervals(per_run, f"{clock}_to_target", tau_max).set_index("scheduler")
     rho = profile(ratios, [1.0, tau_max])
     table = pd.DataFrame({
-        "scheduler": ratios.columns, "score": scores.to_numpy(), "rho_at_1": rho.iloc[0].to_numpy(),
-        "rho_at_tau_max": rho.iloc[1].to_numpy(), "tau_max": float(tau_max), "n_tasks": len(ratios),
-    })  # fmt: skip
+        "clock": clock, "scheduler": ratios.columns, "score": scores.loc[ratios.columns, "score"].to_numpy(),
+        "score_low": scores.loc[ratios.columns, "score_low"].to_numpy(),
+        "score_high": scores.loc[ratios.columns, "score_high"].to_numpy(),
+        "rho_at_1": rho.iloc[0].to_numpy(), "rho_at_tau_max": rho.iloc[1].to_numpy(), "tau_max": float(tau_max),
+        "n_tasks": len(ratios),
+    }, columns=PROFILE_COLUMNS)  # fmt: skip
     table = table.sort_values(["score", "scheduler"], ascending=[False, True], kind="stable")
     return table.reset_index(drop=True)
 
 
-def render_markdown(
-    data: RunData,
-    summary: pd.DataFrame,
-    figures: dict[str, list[str]],
-    now: datetime,
-    ratios: pd.DataFrame | None = None,
-    profile_png: str | None = None,
-    tau_max: float = TAU_MAX,
-    alpha: float = ALPHA,
-    report_dir: Path | None = None,
-) -> str:
-    finished, unfinished = data.finished, data.unfinished
-    ratios = performance_ratios(time_to_target(summary)) if ratios is None else ratios
-    never = f", {len(data.tune)} of the tuning phase (never results)" if data.has_phases else ""
-    superseded = data.superseded
-    if len(superseded):  # cells run again after a config change: only their latest run is a result
-        cells = sorted({f"{r.task}/{r.scheduler}" for r in superseded.itertuples(index=False)})
-        never += (f", {len(superseded)} superseded by a later run of the same cell (never results: "
-                 f"{', '.join(cells)})")
+# -- sections ------------------------------------------------------------------------------------------------
+def render_markdown(ctx: ReportContext) -> str:
+    return "\n".join(line for section in SECTIONS for line in section(ctx))
+
+
+def _header(ctx: ReportContext) -> list[str]:
+    data = ctx.data
+    other = []
+    if data.has_phases:
+        other.append(f"{len(data.tune)} of tuning or sweep phases (never results)")
+    if len(data.superseded):
+        cells = sorted({f"{r.task}/{r.scheduler}" for r in data.superseded.itertuples(index=False)})
+        other.append(f"{len(data.superseded)} superseded by a later run of the same cell (never results: "
+                     f"{', '.join(cells)})")  # fmt: skip
+    return [
+        f"# Report: {data.experiment}", "",
+        f"{GENERATED_PREFIX}{ctx.now.isoformat(sep=' ', timespec='seconds')} from {data.tracking_uri} "
+        f"(per-run bundle: [`{BUNDLE}/`]({BUNDLE}/); rebuild with `adaptive-lr report --from {BUNDLE}`).", "",
+        f"{len(data.runs)} runs: {len(data.finished)} finished results, {len(data.unfinished)} failed or "
+        f"incomplete" + "".join(f", {o}" for o in other) + ".", "",
+    ]  # fmt: skip
+
+
+VERDICT_WORDS = {
+    BETTER: "better", WORSE: "worse", EQUIVALENT: "equivalent", INCONCLUSIVE: "inconclusive", UNTESTED: "untested",
+}  # fmt: skip
+
+
+def _verdicts(ctx: ReportContext) -> list[str]:
+    c, alpha = ctx.comparisons, ctx.alpha
     lines = [
-        f"# Report: {data.experiment}",
-        "",
-        f"{GENERATED_PREFIX}{now.isoformat(sep=' ', timespec='seconds')} from tracking store "
-        f"`{data.tracking_uri}`.",
-        "",
-        f"{len(data.runs)} runs: {len(finished)} finished results, {len(unfinished)} failed or incomplete"
-        f"{' (any phase)' if data.has_phases else ''}{never}.",
-        "",
-        *_verdict_section(summary, ratios, tau_max, alpha),
-        "## Results per task",
-        "",
-        f"Mean over seeds with its {CONFIDENCE:.0%} Student-t interval [low, high] (nan with a single seed: "
-        "no spread estimate). p: Welch's t-test of the adaptive scheduler's per-seed final val metric "
-        "against the best baseline's. Wall-clock: seconds of training (validation and controller overhead "
-        "included) until the first epoch at the threshold; a seed that never reached it counts with its "
-        "budget time. Plots: validation curves are the mean over seeds with a band of ± 1 sample std (over "
-        "the seeds with a finite value at that epoch); controller actions show every decision of every seed.",
-        "",
-    ]
-    for task, rows in summary.groupby("task", sort=True):
+        "## Verdicts", "",
+        "Rule, fixed before the runs: per task the **best baseline** is the non-adaptive scheduler with the best "
+        "mean final *validation* metric (exact ties are all best baselines and named as a tie). Each adaptive "
+        "scheduler is judged against it on the held-out *test* metric: the difference of means with its "
+        f"{CONFIDENCE:.0%} interval (paired by seed when both ran the same seeds on the same data checksum, "
+        "Welch otherwise), a two-sided test of no difference, and two one-sided tests (TOST) of equivalence "
+        "within the task's declared margin. Holm's correction runs across all "
+        f"{len(c)} comparisons of this report, separately for the difference tests and the TOSTs. Outcome at "
+        f"level {alpha:g}: **better** / **worse** when the adjusted difference test rejects (direction from the "
+        "metric), else **equivalent** when the adjusted TOST rejects, else **inconclusive** (the data cannot "
+        "tell); **untested** when no test is possible (fewer than 2 seeds, a non-finite value, no spread).", "",
+    ]  # fmt: skip
+    if c.empty:
+        return lines + ["**No adaptive scheduler ran in this experiment**, so there is nothing to judge.", ""]
+    counts = c["verdict"].value_counts()
+    tally = ", ".join(f"{counts.get(v, 0)} {VERDICT_WORDS[v]}" for v in (BETTER, EQUIVALENT, INCONCLUSIVE, WORSE,
+                                                                         UNTESTED) if counts.get(v, 0))  # fmt: skip
+    better = c[c["verdict"] == BETTER]
+    head = ("**No adaptive scheduler was better than the best baseline on any task**"
+            if better.empty else
+            "**Better than the best baseline**: " + "; ".join(f"{r.task}: {r.scheduler}"
+                                                              for r in better.itertuples(index=False)))
+    lines += [f"{head} ({len(c)} comparisons: {tally}).", ""]
+    for task, rows in c.groupby("task", sort=True):
+        lines += _task_verdicts(ctx, task, rows)
+    return lines + [""]
+
+
+def _task_verdicts(ctx: ReportContext, task: str, rows: pd.DataFrame) -> list[str]:
+    first = rows.iloc[0]
+    direction = "higher" if first["mode"] == "max" else "lower"
+    names = [n for n in dict.fromkeys(rows["baseline"]) if n]
+    if not names:
+        return [f"- **{task}**: no baseline with a finite mean final val metric; "
+                f"untested: {', '.join(rows['scheduler'])}."]  # fmt: skip
+    base = ctx.summary[(ctx.summary["task"] == task) & ctx.summary["scheduler"].isin(names)]
+    tie = f"a tie of {' = '.join(names)}" if len(names) > 1 else f"**{names[0]}**"
+    means = ", ".join(f"{r.scheduler} test {_ci(r.test_mean, r.test_ci_low, r.test_ci_high)}"
+                      for r in base.itertuples(index=False))  # fmt: skip
+    margin = rows["margin"].astype(float).iloc[0]
+    lines = [f"- **{task}** (test {first['metric']}, {direction} is better; equivalence margin "
+             f"{_fmt(margin) if math.isfinite(margin) else 'not declared'}): best baseline {tie} ({means})."]
+    for r in rows.itertuples(index=False):
+        if not r.baseline:
+            continue
+        versus = f" vs {r.baseline}" if len(names) > 1 else ""
+        how = "paired" if r.paired else "Welch"
+        stats = (f"difference {_fmt(r.difference, signed=True)} [{_fmt(r.difference_ci_low, signed=True)}, "
+                 f"{_fmt(r.difference_ci_high, signed=True)}] ({how}, {r.n_seeds} vs {r.baseline_n_seeds} seeds)")
+        if r.verdict == UNTESTED:
+            lines.append(f"  - {r.scheduler}{versus}: **untested** ({r.verdict_note}); {stats}.")
+        else:
+            lines.append(f"  - {r.scheduler}{versus}: **{r.verdict}**: {stats}; Holm-adjusted p "
+                         f"{_fmt(r.p_difference_holm)} (difference), {_fmt(r.p_equivalence_holm)} (TOST).")
+    return lines
+
+
+def _results(ctx: ReportContext) -> list[str]:
+    lines = [
+        "## Results per task", "",
+        f"Mean over seeds with a {CONFIDENCE:.0%} percentile bootstrap interval (scipy.stats.bootstrap over the "
+        "seeds; it stays inside the metric's range; nan with one seed). Times to threshold: reached k/n seeds, "
+        "then the mean and interval over the seeds that reached it (a miss is never counted as the budget). "
+        "Gen. gap: final eval-mode metric on a fixed train subset of the validation set's size minus the final "
+        "val metric. Diverged: count with a Wilson interval of the rate. Plots: validation curves are the mean "
+        "over seeds with a band of ± 1 sample std; controller actions show every decision of every seed.", "",
+    ]  # fmt: skip
+    finished = ctx.data.finished
+    for task, rows in ctx.summary.groupby("task", sort=True):
         runs = finished[finished["task"] == task]
         metric, mode, threshold = (_values(runs[c]) for c in ("metric", "mode", "threshold"))
-        lines += [f"### {task}: val {metric} ({mode}), threshold {threshold}", "", *_table(rows), ""]
-        notes = [f"  - {r.scheduler}: untested, {r.verdict_note}." for r in rows.itertuples(index=False)
-                 if r.verdict == UNTESTED]  # fmt: skip
-        if notes:
-            lines += ["Untested comparisons:", *notes, ""]
-        names = figures.get(task, [])
+        lines += [f"### {task}: {metric} ({mode}), threshold {threshold}", "", *_table(rows), ""]
+        lines += _code_note(ctx, runs)
+        names = ctx.figures.get(task, [])
         lines += [f"![{Path(p).stem}]({p})" for p in names]
         if not any(p.endswith("_lr.png") for p in names):
             lines.append("(No `lr` history logged for this task, so no LR plot.)")
         if not any(p.endswith("_actions.png") for p in names):
             lines.append("(No `controller_action` logged for this task, so no controller-actions plot.)")
-        lines += ["", *_watched(runs, report_dir)]
-
-    lines += _profile_section(ratios, profile_png, tau_max)
-
-    lines += ["## Failed or incomplete runs", ""]
-    if unfinished.empty:
-        lines += ["None.", ""]
-    else:
-        phase = ["phase"] if data.has_phases else []
-        lines += _row(["run id", "task", "scheduler", "seed", *phase, "status", "error"])
-        lines += _row(["---"] * (6 + len(phase)))
-        for run in unfinished.itertuples(index=False):
-            seed = "" if pd.isna(run.seed) else run.seed
-            cells = [run.run_id, run.task, run.scheduler, seed, *([run.phase or "final"] if phase else []),
-                     run.status, run.error or "(no error tag)"]  # fmt: skip
-            lines += _row(cells)
-        lines += ["", "These runs are excluded from every table, plot and summary above.", ""]
-
-    lines += _protocol(data, alpha, tau_max)
-    lines += _links(data)
-    return "\n".join(lines)
+        lines += ["", *_watched(runs, ctx.report_dir)]
+    return lines
 
 
 def _watched(runs: pd.DataFrame, report_dir: Path | None) -> list[str]:
-    """Links to the animated views (latent-space and decision-boundary GIFs) of one run per scheduler."""
+    """Links (relative to the report) to the animated views of one run per scheduler, where they exist here."""
     lines = []
     for scheduler, group in runs.groupby("scheduler", sort=True):
         for run in group.sort_values(["seed", "run_id"]).itertuples(index=False):
             gifs = sorted(Path(run.run_dir).glob("viz/*/*/*.gif")) if run.run_dir else []
             if gifs:
-                links = ", ".join(
-                    f"[{g.parent.parent.name}]({os.path.relpath(g, report_dir) if report_dir else g})" for g in gifs
-                )
+                links = ", ".join(f"[{g.parent.parent.name}]({os.path.relpath(g, report_dir) if report_dir else g})"
+                                  for g in gifs)  # fmt: skip
                 lines.append(f"- {scheduler} (seed {run.seed}, run `{run.run_id}`): {links}")
                 break
     return ["Watched runs (animated views, one run per scheduler):", "", *lines, ""] if lines else []
 
 
-# -- summary verdict -----------------------------------------------------------------------------------------
-def _verdict_section(summary: pd.DataFrame, ratios: pd.DataFrame, tau_max: float, alpha: float) -> list[str]:
-    adaptive = summary[summary["adaptive"]]
-    winners = adaptive[adaptive["verdict"] == BEAT]
-    n_tasks = summary["task"].nunique()
-    lines = [
-        "## Summary verdict",
-        "",
-        "Rule: an adaptive scheduler **beat** the task's best baseline (the non-adaptive scheduler with the "
-        "best mean final val metric) when its mean final val metric is better AND Welch's t-test on the "
-        f"per-seed final values gives p < {alpha:g}; **worse** when its mean is worse AND p < {alpha:g}; "
-        "otherwise **no significant difference**, or **untested** when no p-value exists (fewer than 2 "
-        "seeds, a non-finite final value, or zero variance on both sides).",
-        "",
-    ]
-    if adaptive.empty:
-        lines.append("**No adaptive scheduler ran in this experiment**, so nothing can beat a baseline.")
-    elif winners.empty:
-        lines.append(f"**No adaptive scheduler beat the best baseline on any task** ({n_tasks} task(s)).")
-    else:
-        tasks = winners["task"].unique()
-        where = "; ".join(
-            f"{task} ({', '.join(winners.loc[winners['task'] == task, 'scheduler'])})" for task in tasks
-        )
-        won = f"{len(tasks)} of {n_tasks} task(s)"
-        lines.append(f"**Adaptive schedulers beat the best baseline on {won}**: {where}.")
-    lines.append("")
-    for task, rows in summary.groupby("task", sort=True):
-        lines += _task_verdict(task, rows)
-    lines.append("")
-
-    best = best_schedulers(summary)
-    named = "; ".join(f"{task}: {name if name else 'none (no finite mean)'}" for task, name in best.items())
-    lines.append(f"Best scheduler per task by mean final val metric: {named}.")
-    table = profile_table(ratios, tau_max)
-    scores = ", ".join(f"{r.scheduler} {_fmt(r.score)}" for r in table.itertuples(index=False))
-    weak = " One task only: weak evidence." if len(ratios) == 1 else ""
-    lines += [
-        "",
-        f"Performance-profile scores (wall-clock to threshold, tau_max {tau_max:g}; 1 = fastest on every "
-        f"task): {scores}.{weak}",
-        "",
-    ]
-    return lines
+def _cell(row: MetricRow, r: object) -> str:
+    name, spec = row.name, row.fmt
+    if row.aggregation == "mean":
+        return _ci(getattr(r, f"{name}_mean"), getattr(r, f"{name}_ci_low"), getattr(r, f"{name}_ci_high"), spec)
+    if row.aggregation == "reached":
+        reached = getattr(r, f"{name}_reached")
+        if not reached:
+            return f"0/{r.n_seeds}"
+        interval = _ci(getattr(r, f"{name}_mean"), getattr(r, f"{name}_ci_low"), getattr(r, f"{name}_ci_high"), spec)
+        return f"{reached}/{r.n_seeds}: {interval}"
+    if row.aggregation == "spread":
+        return _fmt(getattr(r, name), spec=spec)
+    count = getattr(r, f"{name}_count")
+    return f"{count}/{r.n_seeds} [{_fmt(getattr(r, f'{name}_rate_low'))}, {_fmt(getattr(r, f'{name}_rate_high'))}]"
 
 
-def _task_verdict(task: str, rows: pd.DataFrame) -> list[str]:
-    metric, mode = rows["metric"].iloc[0], rows["mode"].iloc[0]
-    direction = "higher" if mode == "max" else "lower"
-    base = rows[rows["verdict"] == BEST_BASELINE]
-    adaptive = rows[rows["adaptive"]]
-    if base.empty:
-        head = (
-            f"- **{task}** (val {metric}, {direction} is better): no baseline with a finite mean final value"
-        )
-        if adaptive.empty:
-            return [head + " and no adaptive scheduler."]
-        return [head + "; adaptive schedulers untested: " + ", ".join(adaptive["scheduler"]) + "."]
-    b = base.iloc[0]
-    head = (f"- **{task}** (val {metric}, {direction} is better): best baseline **{b.scheduler}** "
-            f"{_ci(b.final_mean, b.final_ci_low, b.final_ci_high)} over {b.n_seeds} seed(s).")  # fmt: skip
-    if adaptive.empty:
-        return [head + " No adaptive scheduler ran on this task."]
-    lines = [head]
-    for r in adaptive.itertuples(index=False):
-        seeds = f"{r.n_seeds} vs {b.n_seeds} seeds"
-        stats = (f"{_ci(r.final_mean, r.final_ci_low, r.final_ci_high)}, difference "
-                 f"{_fmt(r.final_mean - b.final_mean, signed=True)}")  # fmt: skip
-        if r.verdict == UNTESTED:
-            lines.append(f"  - {r.scheduler}: **untested** ({r.verdict_note}): {stats}; {seeds}.")
-        else:
-            lines.append(f"  - {r.scheduler}: **{r.verdict}** ({stats}, p = {_fmt(r.p_value)}; {seeds}).")
-    if not (adaptive["verdict"] == BEAT).any():
-        lines.append("  - No adaptive scheduler beat the best baseline on this task.")
-    return lines
-
-
-# -- per-task table ------------------------------------------------------------------------------------------
 def _table(rows: pd.DataFrame) -> list[str]:
-    # tasks that log a reference forecast on the test targets (test_naive_<metric>) show it beside each result
-    baseline = bool(np.isfinite(rows["test_baseline_mean"].to_numpy(dtype=float)).any())
-    header = list(TABLE_HEADER)
-    if baseline:
-        header.insert(header.index("test mean [95% CI]") + 1, "test naive baseline")
-    lines = _row(header) + _row(["---"] + ["---:"] * (len(header) - 1))
+    header = ["scheduler", *(row.header for row in METRIC_ROWS), "verdict (test, vs best baseline)"]
+    lines = _row(header) + _row(["---"] + ["---:"] * (len(header) - 2) + ["---"])
     for r in rows.itertuples(index=False):
-        cells = [
-            f"{r.scheduler} (adaptive)" if r.adaptive else r.scheduler,
-            _ci(r.final_mean, r.final_ci_low, r.final_ci_high),
-            _fmt(r.best_mean),
-            _ci(r.test_mean, r.test_ci_low, r.test_ci_high),
-            *([_fmt(r.test_baseline_mean)] if baseline else []),
-            _ci(r.epochs_to_threshold_mean, r.epochs_to_threshold_ci_low, r.epochs_to_threshold_ci_high),
-            _ci(r.wall_to_threshold_mean, r.wall_to_threshold_ci_low, r.wall_to_threshold_ci_high),
-            f"{r.reached}/{r.n_seeds}",
-            _fmt(r.p_value) if r.adaptive else "—",
-            r.verdict,
-            _fmt(r.generalization_gap, signed=True),
-            _fmt(r.stability),
-            r.n_seeds,
-            r.n_diverged,
-        ]  # fmt: skip
-        lines += _row(cells)
+        name = f"{r.scheduler} (adaptive)" if r.adaptive else r.scheduler
+        lines += _row([name, *(_cell(row, r) for row in METRIC_ROWS), r.verdict])
     return lines
 
 
-# -- performance profile -------------------------------------------------------------------------------------
-def _profile_section(ratios: pd.DataFrame, png: str | None, tau_max: float) -> list[str]:
-    n = len(ratios)
+def _code_note(ctx: ReportContext, runs: pd.DataFrame) -> list[str]:
+    """Beside a table: a note when its runs come from commits whose training code (src/, configs/) differs."""
+    commits = sorted(set(runs["git_commit"]))
+    versions = {tuple(sorted(ctx.code.get(c, {}).items())) or (c,) for c in commits}
+    unknown = [c for c in commits if not all(ctx.code.get(c, {}).values())]
+    if len(commits) <= 1 or (len(versions) == 1 and not unknown):
+        return []
+    what = ("training code (src/, configs/) differs between them" if len(versions) > 1
+            else "their training code could not be compared")
+    return [f"Note: these runs come from {len(commits)} commits ({', '.join(f'`{c}`' for c in commits)}) and "
+            f"{what}; see Protocol.", ""]  # fmt: skip
+
+
+def _profiles(ctx: ReportContext) -> list[str]:
+    targets = profile_targets(ctx.per_run)
     lines = [
-        "## Performance profile",
-        "",
-        "Time to target per task = mean wall-clock seconds to the task's threshold over seeds (a seed that "
-        "never reached it counts with its budget time); inf when no seed reached it or the scheduler did not "
-        "run on the task. Ratio = time / the fastest scheduler's time on that task (inf on a task nobody "
-        f"solved). rho_s(tau) = fraction of tasks with ratio <= tau, tau in [1, {tau_max:g}]; score = area "
-        f"under rho_s over [1, {tau_max:g}] / {tau_max - 1:g} (1 = fastest on every task, 0 = never within "
-        f"{tau_max:g}x).",
-        "",
-    ]
-    table = profile_table(ratios, tau_max)
-    tasks = list(ratios.index)
-    lines += _row(["scheduler", *[f"ratio on {t}" for t in tasks], "score"])
-    lines += _row(["---"] + ["---:"] * (len(tasks) + 1))
-    for r in table.itertuples(index=False):
-        lines += _row([r.scheduler, *[_fmt(ratios.loc[t, r.scheduler]) for t in tasks], _fmt(r.score)])
-    lines.append("")
-    unsolved = [t for t in tasks if not np.isfinite(ratios.loc[t].to_numpy(dtype=float)).any()]
-    if unsolved:
-        lines += [
-            f"No scheduler reached the threshold on: {', '.join(unsolved)} (counts as failed for all).",
-            "",
-        ]
-    if n == 1:
-        lines += ["With a single task every rho is 0 or 1: the profile is weak evidence.", ""]
-    elif n < 5:
-        lines += [f"With {n} tasks each task moves a profile by {1 / n:.2g}: read it as indicative only.", ""]
-    if png:
-        lines += [f"![{Path(png).stem}]({png})", ""]
+        "## Performance profiles", "",
+        "As AlgoPerf scores them: per task the target is the best baseline's median final validation metric ("
+        + "; ".join(f"{t}: {_fmt(v)}" for t, v in targets.items()) + "). A run's time is the epochs (or "
+        "wall-clock seconds) until its validation metric first reaches the target, infinite if it never does; a "
+        "scheduler's time on a task is the median over its seeds (infinite when the median run misses). Ratio = "
+        f"time / the task's fastest; rho_s(tau) = share of tasks with ratio <= tau; score = area under rho_s over "
+        f"[1, {ctx.tau_max:g}] / {ctx.tau_max - 1:g}, with a {CONFIDENCE:.0%} bootstrap interval over seeds.", "",
+        _sharing(ctx.data.finished), "",
+    ]  # fmt: skip
+    for clock in CLOCKS:
+        ratios, table = ctx.ratios[clock], ctx.profiles[ctx.profiles["clock"] == clock]
+        tasks = list(ratios.index)
+        lines += [f"### {plots.CLOCKS[clock]} to target", ""]
+        lines += _row(["scheduler", *[f"ratio on {t}" for t in tasks], "score [95% CI]"])
+        lines += _row(["---"] + ["---:"] * (len(tasks) + 1))
+        for r in table.itertuples(index=False):
+            lines += _row([r.scheduler, *[_fmt(ratios.loc[t, r.scheduler]) for t in tasks],
+                           _ci(r.score, r.score_low, r.score_high, ".3f")])  # fmt: skip
+        lines.append("")
+        if clock in ctx.profile_pngs:
+            lines += [f"![performance_profile_{clock}]({ctx.profile_pngs[clock]})", ""]
+    n = len(ctx.ratios["wall"])
+    if n < 5:
+        lines += [f"With {n} task(s) each task moves a profile by {1 / max(n, 1):.2g}: read it as indicative.", ""]
     return lines
 
 
-# -- protocol and links --------------------------------------------------------------------------------------
-def _protocol(data: RunData, alpha: float, tau_max: float) -> list[str]:
-    finished = data.finished
+def _sharing(runs: pd.DataFrame) -> str:
+    """Whether the wall-clock columns come from runs that shared the machine (grid jobs, load average)."""
+    jobs = _values(runs.loc[runs["grid_jobs"] != "", "grid_jobs"])
+    loads = pd.to_numeric(runs["load_avg_start"], errors="coerce").dropna()
+    cpus = _values(runs.loc[runs["cpu_count"] != "", "cpu_count"])
+    if not jobs and loads.empty:
+        return "Machine sharing: not recorded by these runs (no `grid_jobs`/`load_avg_start` tags)."
+    load = (f"1-minute load average at run start: median {loads.median():.2f}, range {loads.min():.2f}-"
+            f"{loads.max():.2f}" if len(loads) else "load not recorded")
+    return (f"Machine sharing: runs ran {jobs or '?'} at a time on {cpus or '?'} CPUs; {load}. Wall-clock "
+            "times of runs that shared the machine include that contention.")
+
+
+def _failed(ctx: ReportContext) -> list[str]:
+    data = ctx.data
+    lines = ["## Failed or incomplete runs", ""]
+    if data.unfinished.empty:
+        return lines + ["None.", ""]
+    lines += _row(["run id", "task", "scheduler", "seed", "phase", "status", "error"]) + _row(["---"] * 7)
+    for run in data.unfinished.itertuples(index=False):
+        seed = "" if pd.isna(run.seed) else run.seed
+        lines += _row([run.run_id, run.task, run.scheduler, seed, run.phase or "final", run.status,
+                       run.error or "(no error tag)"])  # fmt: skip
+    return lines + ["", "These runs are excluded from every table, plot and statistic above.", ""]
+
+
+def _protocol(ctx: ReportContext) -> list[str]:
+    finished = ctx.data.finished
     lines = ["## Protocol", ""]
     for task, runs in finished.groupby("task", sort=True):
         steps = runs["max_epochs"].astype(float) * runs["steps_per_epoch"].astype(float)
+        margin = _values(runs["equivalence_margin"].dropna())
+        kind = "relative" if runs["margin_relative"].any() else "absolute"
         lines.append(
-            f"- {task}: val {_values(runs['metric'])} ({_values(runs['mode'])}), "
-            f"threshold {_values(runs['threshold'])}, max epochs {_values(runs['max_epochs'])}, "
-            f"seeds {_values(runs['seed'])}, schedulers {_values(runs['scheduler'])}; "
-            f"steps per epoch {_values(runs['steps_per_epoch']) or 'not recorded'}, "
+            f"- {task}: {_values(runs['metric'])} ({_values(runs['mode'])}), threshold {_values(runs['threshold'])}, "
+            f"equivalence margin {margin + ' (' + kind + ')' if margin else 'not declared'}, max epochs "
+            f"{_values(runs['max_epochs'])}, seeds {_values(runs['seed'])}, schedulers {_values(runs['scheduler'])}; "
             f"budget {_values(steps.dropna().astype(int)) or 'not recorded'} optimizer steps per run."
         )
-    lines.append("- Tuning: " + _tuning(data))
+    lines.append("- Selection and testing: " + _tuning(ctx.data))
     lines.append("- Hardware: " + _hardware(finished))
-    lines.append(
-        "- Code: " + _counted(finished, "git_commit", "git commit", "no run carries a `git_commit` tag") + "."
-    )
-    checksums = [
-        f"{task}: " + _counted(runs, "data_checksum", "checksum", "not recorded")
-        for task, runs in finished.groupby("task", sort=True)
-    ]
+    lines.append("- Code: " + _commits(ctx, finished) + ".")
+    checksums = [f"{task}: " + _counted(runs, "data_checksum", "checksum", "not recorded")
+                 for task, runs in finished.groupby("task", sort=True)]  # fmt: skip
     lines.append("- Data checksums (tag `data_checksum`): " + "; ".join(checksums) + ".")
     lines += [
-        "- Definitions: final = val metric at the last epoch; best = best over epochs; epochs to threshold = "
-        "first epoch whose val metric is >= threshold (max) or <= threshold (min), never reached = max "
-        "epochs; wall-clock to threshold = `epoch_time_s` at that epoch, never reached = the run's last "
-        "`epoch_time_s` scaled to max epochs (its total time when it used the whole budget); gen. gap = "
-        "final train minus final val metric; stability = std of epoch-to-epoch val_loss changes (lower is "
-        "smoother); diverged = a non-finite epoch metric, non-finite training steps or the run's `diverged` "
-        "tag.",
-        f"- Statistics: {CONFIDENCE:.0%} Student-t intervals with n-1 degrees of freedom; Welch's t-test "
-        f"(two-sided, unequal variances), significance level {alpha:g}; performance profile up to tau_max "
-        f"{tau_max:g}. Every number comes from the logged runs; nothing was retrained.",
-        "",
-    ]
+        f"- Statistics: statsmodels (paired t / Welch intervals and tests, TOST, Holm), scipy.stats.bootstrap "
+        f"(percentile, {CONFIDENCE:.0%}, fixed seed) for per-scheduler intervals, Wilson intervals for counts; "
+        f"significance level {ctx.alpha:g}; performance profiles up to tau_max {ctx.tau_max:g}. Every number comes "
+        "from the logged runs; nothing was retrained.", "",
+    ]  # fmt: skip
     return lines
 
 
 def _tuning(data: RunData) -> str:
     if not data.has_phases:
-        return "no run carries a `phase` tag, so no tuning phase is recorded; every finished run is a result."
+        return ("no tuning phase: every finished run is a result; the best baseline is chosen on validation and "
+                "the verdicts are drawn on test.")
     tune = data.tune
     budget = _values(data.runs.loc[data.runs["tuning_budget"] != "", "tuning_budget"])
-    finished = int((tune["status"] == "FINISHED").sum())
-    return (
-        f"{len(tune)} tune-phase runs ({finished} finished; tuning budget {budget or 'not recorded'} per "
-        "task x scheduler, tag `tuning_budget`) chose each scheduler's setting; tables, plots and statistics "
-        f"use only the {len(data.finished)} finished phase=final runs."
-    )
+    done = int((tune["status"] == "FINISHED").sum())
+    return (f"{len(tune)} tuning/sweep-phase runs ({done} finished; tuning budget {budget or 'not recorded'} per "
+            "task x scheduler) chose each scheduler's setting on validation and never enter a table or verdict; "
+            f"the {len(data.finished)} final runs are judged on test.")
 
 
 def _hardware(runs: pd.DataFrame) -> str:
     keys = ["host", "device", "cpu_count", "torch_version", "python_version"]
     tagged = runs[(runs[keys] != "").any(axis=1)]
     if tagged.empty:
-        try:
-            torch = version("torch")
-        except PackageNotFoundError:
-            torch = "not installed"
-        return (
-            "not recorded by the runs (no `host`/`device`/`torch_version` tags); the process that wrote "
-            f"this report ran on {platform.platform()}, {os.cpu_count()} CPUs, torch {torch}, Python "
-            f"{platform.python_version()}."
-        )
+        return "not recorded by the runs (no `host`/`device`/`torch_version` tags)."
     groups = tagged.groupby(keys, sort=True).size()
-    parts = [
-        f"{n} run(s) on host {host or '?'}, device {device or '?'}, {cpus or '?'} CPUs, "
-        f"torch {torch or '?'}, Python {python or '?'}"
-        for (host, device, cpus, torch, python), n in groups.items()
-    ]
+    parts = [f"{n} run(s) on host {host or '?'}, device {device or '?'}, {cpus or '?'} CPUs, torch {torch or '?'}, "
+             f"Python {python or '?'}" for (host, device, cpus, torch, python), n in groups.items()]  # fmt: skip
     missing = len(runs) - len(tagged)
     return "; ".join(parts) + (f"; {missing} run(s) without hardware tags" if missing else "") + "."
 
 
-def _counted(runs: pd.DataFrame, column: str, what: str, none: str) -> str:
-    counts = runs.loc[runs[column] != "", column].value_counts().sort_index()
-    if counts.empty:
-        return none
-    text = ", ".join(f"`{value}` ({n} run{'s' if n != 1 else ''})" for value, n in counts.items())
-    missing = int((runs[column] == "").sum())
-    dirty = (
-        " (a `-dirty` commit had uncommitted changes)"
-        if any(v.endswith("-dirty") for v in counts.index)
-        else ""
-    )
-    return text + (f", {missing} without a {what}" if missing else "") + dirty
+def _commits(ctx: ReportContext, runs: pd.DataFrame) -> str:
+    text = _counted(runs, "git_commit", "git commit", "no run carries a `git_commit` tag")
+    commits = sorted(c for c in set(runs["git_commit"]) if c)
+    trees = {c: tuple(sorted(ctx.code.get(c, {}).items())) for c in commits}
+    known = {c: t for c, t in trees.items() if t and all(v for _, v in t)}
+    if len(commits) > 1:
+        if len(known) == len(commits) and len(set(known.values())) == 1:
+            text += "; their training code (git trees of src/ and configs/) is identical"
+        elif len(set(known.values())) > 1:
+            text += "; their training code (src/, configs/) DIFFERS between commits"
+        unknown = [c for c in commits if c not in known]
+        if unknown:
+            text += f"; training code of {', '.join(f'`{c}`' for c in unknown)} unknown to this repository"
+    return text
 
 
-def _links(data: RunData) -> list[str]:
-    phase = ["phase"] if data.has_phases else []
+def _links(ctx: ReportContext) -> list[str]:
+    data = ctx.data
+    server = data.tracking_uri if data.tracking_uri.startswith(("http://", "https://")) else ""
     lines = [
-        "## Links",
-        "",
-        f"<details><summary>MLflow run IDs and TensorBoard log dirs ({len(data.runs)} runs)</summary>",
-        "",
-        "TensorBoard dir = the run's `run_dir` tag + `/tensorboard` (present when TensorBoard logging was "
-        "on).",
-        "",
-        *_row(["run id", "task", "scheduler", "seed", *phase, "status", "TensorBoard log dir"]),
-        *_row(["---"] * (6 + len(phase))),
-    ]
+        "## Links", "",
+        f"<details><summary>MLflow run IDs and TensorBoard log dirs ({len(data.runs)} runs)</summary>", "",
+        "TensorBoard dir: relative to the home folder that ran the grid (`ADAPTIVE_LR_HOME`)."
+        + (" Run IDs link to the MLflow server." if server else ""), "",
+        *_row(["run id", "task", "scheduler", "seed", "phase", "status", "TensorBoard log dir"]),
+        *_row(["---"] * 7),
+    ]  # fmt: skip
     for run in data.runs.itertuples(index=False):
         seed = "" if pd.isna(run.seed) else run.seed
-        board = f"{run.run_dir}/tensorboard" if run.run_dir else "(no run_dir tag)"
-        lines += _row([run.run_id, run.task, run.scheduler, seed, *([run.phase or "final"] if phase else []),
-                       run.status, board])  # fmt: skip
-    lines += ["", "</details>", ""]
+        run_id = f"[{run.run_id}]({server}/#/runs/{run.run_id})" if server else run.run_id
+        lines += _row([run_id, run.task, run.scheduler, seed, run.phase or "final", run.status,
+                       _home_relative(run.run_dir)])  # fmt: skip
+    return lines + ["", "</details>", ""]
+
+
+def _home_relative(run_dir: str) -> str:
+    """`runs/<experiment>/<run>/tensorboard` from an absolute run_dir tag (the home folder's own path dropped)."""
+    if not run_dir:
+        return "(no run_dir tag)"
+    parts = Path(run_dir).parts
+    tail = parts[parts.index("runs"):] if "runs" in parts else parts[-1:]
+    return str(Path(*tail) / "tensorboard")
+
+
+def _sensitivity(ctx: ReportContext) -> list[str]:
+    """The good-region table per task, when the grid had a tuning or sweep phase (its plot is with the task)."""
+    if ctx.regions.empty:
+        return []
+    lines = [
+        "## Sensitivity to the initial learning rate", "",
+        "From the tuning/sweep phase (validation only; never in a verdict). Good region: initial LRs (for "
+        "learning-rate-free optimizers, multipliers) whose final validation metric did not diverge and is within "
+        "the task's equivalence margin of the best over all methods; its width in decades is the number of good "
+        "grid points times the grid's spacing in decades. Plots: `<task>_sensitivity.png` with each task.", "",
+    ]  # fmt: skip
+    for task, rows in ctx.regions.groupby("task", sort=True):
+        lines += [f"### {task} (margin {_fmt(rows['margin'].iloc[0])})", ""]
+        lines += _row(["method", "best LR", "best val", "good points", "good region, decades", "diverged"])
+        lines += _row(["---"] + ["---:"] * 5)
+        for r in rows.sort_values(["width_decades", "scheduler"], ascending=[False, True]).itertuples(index=False):
+            lines += _row([r.scheduler, _fmt(r.best_lr), _fmt(r.best_value), f"{r.good_points}/{r.n_points}",
+                           _fmt(r.width_decades, spec=".2g"), r.n_diverged])  # fmt: skip
+        lines.append("")
     return lines
+
+
+SECTIONS: tuple[Callable[[ReportContext], list[str]], ...] = (
+    _header, _verdicts, _results, _sensitivity, _profiles, _failed, _protocol, _links,
+)
 
 
 # -- formatting and files ------------------------------------------------------------------------------------
@@ -477,19 +517,33 @@ def _row(cells: list[object]) -> list[str]:
     return ["| " + " | ".join(clean) + " |"]
 
 
-def _fmt(x: float, signed: bool = False) -> str:
-    if not math.isfinite(x):
-        return str(float(x))  # "nan", "inf", "-inf"
-    return f"{x:{'+' if signed else ''}.{TABLE_DIGITS}g}"
+def _fmt(x: float, signed: bool = False, spec: str = ".4g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return str(float(x)) if x is not None else "nan"
+    if signed and not spec.startswith("+"):
+        spec = "+" + spec
+    return format(float(x), spec)
 
 
-def _ci(mean: float, low: float, high: float) -> str:
-    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
+def _ci(mean: float, low: float, high: float, spec: str = ".4g") -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return _fmt(mean, spec=spec)
+    return f"{_fmt(mean, spec=spec)} [{_fmt(low, spec=spec)}, {_fmt(high, spec=spec)}]"
 
 
 def _values(column: pd.Series) -> str:
     """Distinct values of a column, comma separated: a task mixing settings shows it, not hides it."""
     return ", ".join(str(v) for v in sorted(column.dropna().unique()))
+
+
+def _counted(runs: pd.DataFrame, column: str, what: str, none: str) -> str:
+    counts = runs.loc[runs[column] != "", column].value_counts().sort_index()
+    if counts.empty:
+        return none
+    text = ", ".join(f"`{value}` ({n} run{'s' if n != 1 else ''})" for value, n in counts.items())
+    missing = int((runs[column] == "").sum())
+    dirty = " (a `-dirty` commit had uncommitted changes)" if any(v.endswith("-dirty") for v in counts.index) else ""
+    return text + (f", {missing} without a {what}" if missing else "") + dirty
 
 
 def _new_folder(parent: Path, stamp: str) -> Path:

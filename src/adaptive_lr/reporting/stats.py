@@ -1,18 +1,25 @@
-"""Small-sample statistics over seeds: Student-t confidence intervals, Welch's t-test and the verdict rule.
+"""Small-sample statistics over seeds, from maintained libraries (statsmodels, scipy.stats), never hand-rolled.
 
-A grid runs a handful of seeds per task x scheduler, so every interval and test here is the small-sample one:
-- `mean_ci`: mean with a two-sided Student-t interval, mean ± t(1 - alpha/2, n-1) * s / sqrt(n) with the
-  sample std s (ddof=1). With one seed there is no spread estimate: the interval is NaN (never a zero-width
-  one). A non-finite value (a diverged seed) makes mean and interval NaN rather than silently dropping the
-  seed.
-- `welch_test`: two-sided Welch's t-test (`scipy.stats.ttest_ind(equal_var=False)`): no equal-variance
-  assumption, so a deterministic baseline (zero spread) can still be compared with a noisy scheduler. The
-  p-value is NaN, with the reason, when either side has fewer than 2 seeds, a non-finite value, or both sides
-  have zero variance (the t statistic is then 0/0 or ±inf and says nothing about seed noise).
-- `verdict`: "beat" = better mean in the metric's direction AND p < alpha; "worse" = worse mean AND p < alpha;
-  "no significant difference" otherwise; "untested" when there is no p-value.
+A grid runs a handful of seeds per task x scheduler. What a report may say about them:
+- `compare`: an adaptive scheduler (a) against a baseline (b) on one task: the difference of means a - b with
+  its two-sided interval, the p-value of "no difference" and the p-value of the two one-sided tests (TOST) of
+  equivalence within +-margin. Paired by seed (statsmodels `DescrStatsW` of the per-seed differences,
+  `ttost_paired`) when the two sides ran the same seeds on the same data (`paired`); Welch otherwise
+  (`CompareMeans(...).tconfint_diff/ttest_ind(usevar="unequal")`, `ttost_ind(usevar="unequal")`). Untested, with
+  the reason, when a side has fewer than 2 seeds, a non-finite value, or no seed-to-seed spread at all (a t
+  statistic is then 0/0 or +-inf and says nothing about seed noise).
+- `holm`: Holm's step-down adjustment of a family of p-values (statsmodels `multipletests(method="holm")`);
+  NaN p-values stay NaN and do not count in the family.
+- `verdict`: four outcomes from the Holm-adjusted p-values at level alpha: **better** / **worse** (the
+  difference test rejects "no difference"; direction from the metric's mode), else **equivalent** (TOST
+  rejects "outside +-margin"; never without a declared margin), else **inconclusive**; **untested** when no
+  test was possible.
+- `bootstrap_mean_ci`: percentile bootstrap interval of a mean (scipy.stats.bootstrap, fixed seed): it never
+  leaves the range of the data, so an accuracy interval stays inside [0, 1] where a Student-t one need not.
+- `wilson_ci`: Wilson score interval of a success count (statsmodels `proportion_confint`), for solved-or-not
+  outcomes (reached the threshold, diverged).
 
-scipy is imported inside the functions: importing the reporting package stays cheap.
+scipy and statsmodels are imported inside the functions: importing the reporting package stays cheap.
 """
 
 from __future__ import annotations
@@ -20,18 +27,23 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from adaptive_lr.errors import UserError
+
 CONFIDENCE = 0.95
 ALPHA = 0.05
+BOOTSTRAP_RESAMPLES = 9999
+BOOTSTRAP_SEED = 0  # every bootstrap interval is a pure function of its data
 
-BEAT, WORSE, NO_DIFFERENCE, UNTESTED = "beat", "worse", "no significant difference", "untested"
-VERDICTS = (BEAT, NO_DIFFERENCE, WORSE, UNTESTED)
+BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, UNTESTED = "better", "worse", "equivalent", "inconclusive", "untested"
+VERDICTS = (BETTER, EQUIVALENT, INCONCLUSIVE, WORSE, UNTESTED)
 
 
-class StatsConfigError(ValueError):
-    """A confidence level or significance level outside (0, 1); the message names the value."""
+class StatsConfigError(UserError, ValueError):
+    """A confidence level or significance level outside (0, 1), or a negative margin; the message names it."""
 
 
 def _check_level(name: str, value: float) -> None:
@@ -39,50 +51,132 @@ def _check_level(name: str, value: float) -> None:
         raise StatsConfigError(f"{name} must be in (0, 1), got {value!r}")
 
 
-def mean_ci(
+def _array(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=float)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """a - b on one task; NaN statistics with `note` saying why when no test was possible."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_difference: float  # two-sided test of "no difference"
+    p_equivalence: float  # TOST: the larger of the two one-sided p-values against -margin and +margin
+    margin: float
+    paired: bool
+    n_a: int
+    n_b: int
+    note: str = ""
+
+
+
+def compare(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    margin: float,
+    paired: bool,
+    confidence: float = CONFIDENCE,
+) -> Comparison:
+    """a - b with its interval, the difference test and the TOST within +-margin (module docstring).
+
+    `paired` needs a[i] and b[i] to come from the same seed (same data order and initialisation)."""
+    _check_level("confidence", confidence)
+    if not (isinstance(margin, (int, float)) and (math.isnan(margin) or 0 <= margin < math.inf)):
+        raise StatsConfigError(f"margin must be a finite number >= 0 (or NaN: none declared), got {margin!r}")
+    x, y = _array(a), _array(b)
+    if paired and x.size != y.size:
+        raise ValueError(f"a paired comparison needs as many values on each side, got {x.size} and {y.size}")
+    difference = float(x.mean() - y.mean()) if x.size and y.size else math.nan
+    untested = Comparison(difference, math.nan, math.nan, math.nan, math.nan, margin, paired, x.size, y.size)
+    if x.size < 2 or y.size < 2:
+        return _why(untested, f"fewer than 2 seeds ({x.size} vs {y.size})")
+    bad = int((~np.isfinite(x)).sum() + (~np.isfinite(y)).sum())
+    if bad:
+        return _why(untested, f"{bad} seed(s) with a non-finite value")
+    spread = np.std(x - y, ddof=1) if paired else max(np.std(x, ddof=1), np.std(y, ddof=1))
+    if spread == 0:
+        return _why(untested, f"no seed-to-seed spread (the difference is {difference:+.4g} on every seed)")
+
+    from scipy.stats import ttest_rel
+    from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttost_ind, ttost_paired
+
+    alpha = 1 - confidence
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # one side with zero variance is fine for Welch
+        if paired:
+            low, high = DescrStatsW(x - y).tconfint_mean(alpha=alpha)
+            p_diff = float(ttest_rel(x, y).pvalue)
+            p_eq = float(ttost_paired(x, y, -margin, margin)[0]) if math.isfinite(margin) else math.nan
+        else:
+            means = CompareMeans(DescrStatsW(x), DescrStatsW(y))
+            low, high = means.tconfint_diff(alpha=alpha, usevar="unequal")
+            p_diff = float(means.ttest_ind(usevar="unequal")[1])
+            p_eq = float(ttost_ind(x, y, -margin, margin, usevar="unequal")[0]) if math.isfinite(margin) else math.nan
+    return Comparison(difference, float(low), float(high), p_diff, p_eq, margin, paired, x.size, y.size)
+
+
+def _why(comparison: Comparison, note: str) -> Comparison:
+    from dataclasses import replace
+
+    return replace(comparison, note=note)
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values over the finite entries (NaN stays NaN and is not a member of the family)."""
+    p = _array(p_values)
+    adjusted = np.full(p.shape, math.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        from statsmodels.stats.multitest import multipletests
+
+        adjusted[finite] = multipletests(p[finite], method="holm")[1]
+    return adjusted
+
+
+def verdict(difference: float, p_difference: float, p_equivalence: float, mode: str, alpha: float = ALPHA) -> str:
+    """One of VERDICTS from (Holm-adjusted) p-values; see the module docstring. Without a margin (NaN
+    p_equivalence) a comparison can still be better or worse, never equivalent."""
+    _check_level("alpha", alpha)
+    if not math.isfinite(p_difference):
+        return UNTESTED
+    if p_difference < alpha and difference != 0:
+        better = difference > 0 if mode == "max" else difference < 0
+        return BETTER if better else WORSE
+    return EQUIVALENT if p_equivalence < alpha else INCONCLUSIVE
+
+
+def bootstrap_mean_ci(
     values: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE
 ) -> tuple[float, float, float]:
-    """(mean, low, high) of the Student-t interval with n-1 dof; NaN bounds for n < 2 or a non-finite
-    value."""
+    """(mean, low, high): percentile bootstrap interval of the mean (scipy.stats.bootstrap, seeded).
+
+    NaN bounds with fewer than 2 values or a non-finite value (the mean is NaN then too: a diverged seed is never
+    dropped silently); a zero-width interval when every value is the same (no resample can differ)."""
     _check_level("confidence", confidence)
-    x = np.asarray(values, dtype=float)
+    x = _array(values)
     if x.size == 0:
         return math.nan, math.nan, math.nan
     mean = float(x.mean())
     if x.size < 2 or not np.isfinite(x).all():
         return mean, math.nan, math.nan
-    from scipy.stats import t
+    if np.all(x == x[0]):
+        return mean, mean, mean
+    from scipy.stats import bootstrap
 
-    half = float(t.ppf(0.5 + confidence / 2, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
-    return mean, mean - half, mean + half
-
-
-def welch_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[float, str]:
-    """(two-sided p-value of Welch's t-test of a vs b, "") or (NaN, the reason no test was possible)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.size < 2 or y.size < 2:
-        return math.nan, f"fewer than 2 seeds ({x.size} vs {y.size})"
-    bad = int((~np.isfinite(x)).sum() + (~np.isfinite(y)).sum())
-    if bad:
-        return math.nan, f"{bad} seed(s) with a non-finite final value"
-    if x.std(ddof=1) == 0 and y.std(ddof=1) == 0:
-        return math.nan, "zero variance on both sides"
-    from scipy.stats import ttest_ind
-
-    with warnings.catch_warnings():
-        # scipy warns of "catastrophic cancellation" when one side's seeds are identical (a deterministic
-        # baseline); its variance is then exactly 0, which Welch's test handles, so the warning is noise here
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(ttest_ind(x, y, equal_var=False).pvalue), ""
+    result = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                       method="percentile", random_state=np.random.default_rng(BOOTSTRAP_SEED))
+    interval = result.confidence_interval
+    return mean, float(interval.low), float(interval.high)
 
 
-def verdict(mean: float, baseline_mean: float, p_value: float, mode: str, alpha: float = ALPHA) -> str:
-    """One of VERDICTS for a scheduler (mean) against the baseline (baseline_mean); see the module
-    docstring."""
-    _check_level("alpha", alpha)
-    if not math.isfinite(p_value):
-        return UNTESTED
-    if p_value >= alpha or mean == baseline_mean:
-        return NO_DIFFERENCE
-    better = mean > baseline_mean if mode == "max" else mean < baseline_mean
-    return BEAT if better else WORSE
+def wilson_ci(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of successes / n; NaN bounds when n = 0."""
+    _check_level("confidence", confidence)
+    if n <= 0:
+        return math.nan, math.nan
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(int(successes), int(n), alpha=1 - confidence, method="wilson")
+    return min(max(round(float(low), 12), 0.0), 1.0), min(max(round(float(high), 12), 0.0), 1.0)  # no 1e-17 ends
