@@ -16,7 +16,7 @@ TB_PORT ?= 6006
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-slow ui-deps experiment report tensorboard mlflow-ui bench lint
+.PHONY: help setup demo test test-slow ui-deps experiment report tensorboard mlflow-ui bench lint study study-save study-report
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,33 @@ experiment: $(STAMP)  ## run a grid and report it: make experiment EXP=demo JOBS
 
 report: $(STAMP)  ## write reports/<EXP>/<timestamp>/report.md from the logged runs: make report EXP=demo
 	$(BIN)/adaptive-lr report $(EXP)
+
+# The main study (issue 14): per part (task family) a tuned grid (LR sweep on validation, then the best point x 5
+# seeds) and an untuned one (the plan's lr 0.01). A finished part's report and bundle land in reports/<grid>/; the
+# bundles of parts still running are saved by `make study-save` into study-partial/ (commit them before a session
+# ends) and imported by the next `make study`, on any machine, so the study continues where it stopped.
+STUDY_PARTS ?= mnist fashion-mnist electricity imdb cifar10
+STUDY_GRIDS = $(foreach p,$(STUDY_PARTS),study-$(p) study-$(p)-untuned)
+STUDY_JOBS ?= 2
+PARTIAL := study-partial
+STUDY_BUNDLES = $(foreach g,$(STUDY_GRIDS),$(lastword $(sort $(wildcard reports/$(g)/*/bundle))))
+
+study: $(STAMP)  ## run the main study, resuming (needs ADAPTIVE_LR_DATA_DIR); then make study-report
+	@for b in $(sort $(wildcard $(PARTIAL)/*/*/bundle)); do $(BIN)/adaptive-lr import $$b || exit 1; done
+	@for g in $(STUDY_GRIDS); do \
+		if [ -d reports/$$g ]; then echo "$$g: finished (reports/$$g)"; continue; fi; \
+		$(BIN)/adaptive-lr experiment $$g --jobs $(STUDY_JOBS) --report paths.reports=$(CURDIR)/reports || exit 1; \
+	done
+	$(MAKE) study-report
+
+study-save: $(STAMP)  ## save the bundles of study parts not finished yet into study-partial/ (commit them)
+	@for g in $(STUDY_GRIDS); do \
+		if [ -d reports/$$g ]; then continue; fi; \
+		$(BIN)/adaptive-lr report $$g --bundle-only paths.reports=$(CURDIR)/$(PARTIAL) 2>/dev/null || true; \
+	done
+
+study-report: $(STAMP)  ## rebuild the study report from the committed bundles alone (no store, no training)
+	$(BIN)/adaptive-lr report --title study $(foreach b,$(STUDY_BUNDLES),--from $(b)) paths.reports=$(CURDIR)/reports
 
 HOME_DIR = $(or $(ADAPTIVE_LR_HOME),$(CURDIR))
 

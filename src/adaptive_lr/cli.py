@@ -7,33 +7,74 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from adaptive_lr.errors import UserError, one_line
+
+if TYPE_CHECKING:
+    from adaptive_lr.runner import RunResult
+
+
+class UsageError(UserError):
+    """The command line itself is wrong (an unknown command, a missing or malformed argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, its errors raised as a UsageError (one `error:` line, exit 2) instead of usage and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from adaptive_lr.config import compose
     from adaptive_lr.runner import run
 
-    result = run(compose(args.overrides))
+    return _finished(run(compose(args.overrides)))
+
+
+def _finished(result: RunResult) -> int:
     print(f"run {result.run_id} FINISHED in {result.seconds:.1f}s: " +
           ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())))
     print(f"run folder: {result.run_dir}")
     return 0
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from adaptive_lr.runner import resume_run
+
+    if Path(args.run).is_dir():  # a run folder knows its run and store
+        from adaptive_lr.tracking.run import stored_identity
+
+        run_id, uri = stored_identity(Path(args.run))
+    else:
+        run_id, uri = args.run, _tracking_uri(args.overrides)
+    return _finished(resume_run(run_id, uri))
+
+
+def _tracking_uri(overrides: Sequence[str]) -> str:
+    """The MLflow store the configuration (with these overrides) points at."""
+    from adaptive_lr.config import compose
+    from adaptive_lr.tracking.run import resolve_tracking_uri
+
+    cfg = compose(overrides)
+    return resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
+
+
 def _report(experiment: str, overrides: Sequence[str]) -> Path:
-    from adaptive_lr.config import ConfigError, compose
-    from adaptive_lr.reporting import NoRunsError, write_report
+    from adaptive_lr.config import compose
+    from adaptive_lr.reporting import write_report
     from adaptive_lr.tracking.run import resolve_tracking_uri
 
     cfg = compose(overrides)
     uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
     from adaptive_lr.experiment import attach_report
+    from adaptive_lr.tracking.run import mark_orphans
 
-    try:
-        report = write_report(experiment, uri, Path(cfg.paths.reports), tau_max=cfg.report.tau_max,
-                              alpha=cfg.report.alpha)
-    except NoRunsError as err:  # nothing to report is bad input: one `error:` line and exit 2, not a traceback
-        raise ConfigError(str(err)) from err
+    mark_orphans(uri)  # a run whose process died is reported as KILLED, not as still running
+
+    report = write_report(experiment, uri, Path(cfg.paths.reports), tau_max=cfg.report.tau_max,
+                          alpha=cfg.report.alpha)  # nothing to report: a NoRunsError, a UserError
     attach_report(experiment, uri, report.parent)  # also in the MLflow UI, on the grid's parent run
     return report
 
@@ -49,37 +90,78 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from adaptive_lr.experiment import load_grid
+    if args.bundle_only:
+        from adaptive_lr.config import compose
+        from adaptive_lr.reporting.bundle import save_bundle
 
-    print(f"report: {_report(load_grid(args.name).name, args.overrides)}")
+        cfg = compose(args.overrides)
+        folder = save_bundle(args.name or "", _tracking_uri(args.overrides), Path(cfg.paths.reports))
+        print(f"bundle: {folder}")
+        return 0
+    if args.bundle is None:
+        if args.name is None:
+            from adaptive_lr.config import ConfigError
+
+            raise ConfigError("report needs an experiment name, or --from <bundle folder>")
+        from adaptive_lr.experiment import load_grid
+
+        print(f"report: {_report(load_grid(args.name).name, args.overrides)}")
+        return 0
+    from adaptive_lr.config import compose
+    from adaptive_lr.reporting import write_report_from_bundle
+
+    # with --from every positional is an override: the experiment comes from the bundle(s)
+    cfg = compose([*([args.name] if args.name else []), *args.overrides])
+    report = write_report_from_bundle([Path(b) for b in args.bundle], Path(cfg.paths.reports),
+                                      tau_max=cfg.report.tau_max, alpha=cfg.report.alpha, name=args.title)
+    print(f"report: {report}")
     return 0
 
 
-def _run_folder(run: str, overrides: Sequence[str]) -> Path:
-    """A run folder given as a path, or an MLflow run ID looked up in the configured store."""
-    if Path(run).is_dir():
-        return Path(run)
-    from adaptive_lr.config import ConfigError, compose
-    from adaptive_lr.tracking.run import resolve_tracking_uri
+def _cmd_import(args: argparse.Namespace) -> int:
+    from adaptive_lr.reporting.bundle import import_bundle
 
-    cfg = compose(overrides)
-    uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
+    uri = _tracking_uri(args.overrides)
+    experiment, imported, skipped = import_bundle(Path(args.bundle), uri)
+    print(f"{experiment}: imported {imported} finished run(s) from {args.bundle} ({skipped} already in the store); "
+          f"`adaptive-lr experiment {experiment}` now runs only the cells they did not finish")
+    return 0
+
+
+def _running_folder(run: str, overrides: Sequence[str]) -> Path:
+    """The folder of a run that is running now, given as its folder or its MLflow run ID (looked up in the
+    configured store). A command for any other run would never be applied, so a run whose MLflow status is not
+    RUNNING, or whose process (on this host) has ended, is refused."""
+    import platform
+
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from adaptive_lr.config import ConfigError
+    from adaptive_lr.tracking.run import process_alive, stored_identity
+
+    run_id, uri = stored_identity(Path(run)) if Path(run).is_dir() else (run, _tracking_uri(overrides))
     try:
-        folder = MlflowClient(uri).get_run(run).data.tags.get("run_dir", "")
+        record = MlflowClient(uri).get_run(run_id)
     except MlflowException as err:
         raise ConfigError(f"{run!r} is neither a run folder nor a run ID in {uri}") from err
+    status, tags = record.info.status, record.data.tags
+    if status != "RUNNING":
+        raise ConfigError(f"run {run_id} is {status}, not RUNNING: LR commands apply only to a running run")
+    pid = tags.get("pid", "")
+    if tags.get("host") == platform.node() and pid.isdigit() and not process_alive(int(pid)):
+        raise ConfigError(f"run {run_id} is marked RUNNING but its process {pid} has ended: LR commands "
+                          "apply only to a running run")
+    folder = tags.get("run_dir", "")
     if not folder or not Path(folder).is_dir():
-        raise ConfigError(f"run {run} has no run folder on this machine ({folder or 'no run_dir tag'})")
+        raise ConfigError(f"run {run_id} has no run folder on this machine ({folder or 'no run_dir tag'})")
     return Path(folder)
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
     from adaptive_lr.schedulers.live import write_command
 
-    folder = _run_folder(args.run, args.overrides)
+    folder = _running_folder(args.run, args.overrides)
     command = write_command(folder, args.op, getattr(args, "value", None))
     what = "released to its scheduler" if command.op == "release" else f"{command.op} {command.value:g}"
     print(f"{folder}: LR {what} (command {command.seq}, applied at the run's next step)")
@@ -87,7 +169,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="adaptive-lr",
         description="Do learning-rate schedulers that react to training feedback beat fixed schedules?",
     )
@@ -115,22 +197,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder (runs/<experiment>/<run>) or MLflow run ID")
     p.add_argument("overrides", nargs="*", help="overrides locating the MLflow store (for a run ID)")
     p.set_defaults(func=_cmd_live, op="release")
-    p = sub.add_parser("report", help="write reports/<name>/<timestamp>/report.md from the logged runs")
-    p.add_argument("name", help="experiment name")
+    p = sub.add_parser("resume", help="continue a KILLED or FAILED run in the same MLflow run, from its last "
+                                      "checkpoint, with its stored config (identical to an uninterrupted run)")
+    p.add_argument("run", help="run folder (runs/<experiment>/<run>) or MLflow run ID")
+    p.add_argument("overrides", nargs="*", help="overrides locating the MLflow store (for a run ID)")
+    p.set_defaults(func=_cmd_resume)
+    p = sub.add_parser("report", help="write reports/<name>/<timestamp>/report.md from the logged runs or a bundle")
+    p.add_argument("name", nargs="?", help="experiment name (not with --from)")
     p.add_argument("overrides", nargs="*", help="overrides (e.g. paths.root=... or logger.tracking_uri=...)")
+    p.add_argument("--from", dest="bundle", metavar="BUNDLE", action="append", default=None,
+                   help="rebuild from a report's per-run bundle folder (reports/<name>/<ts>/bundle), no store needed; "
+                        "repeat to merge several (a study's parts) into one report")
+    p.add_argument("--title", default=None, help="the experiment name of a report merged from several bundles")
+    p.add_argument("--bundle-only", action="store_true",
+                   help="write only the per-run bundle (also of a grid still in its sweep), to commit and import later")
     p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("import", help="recreate a bundle's finished runs in the store, so a grid continues from them")
+    p.add_argument("bundle", help="a report's per-run bundle folder (reports/<name>/<timestamp>/bundle)")
+    p.add_argument("overrides", nargs="*", help="overrides locating the MLflow store (paths.root=..., logger.tracking_uri=...)")
+    p.set_defaults(func=_cmd_import)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from adaptive_lr.config import ConfigError
-    from adaptive_lr.schedulers.base import PolicyConfigError
+    """Run one command. Every user error (a `UserError`: config, data, grid, report or command-line input) is
+    one `error:` line on stderr and exit code 2; anything else is a bug and keeps its traceback."""
+    from adaptive_lr.runtime import configure_environment
 
+    configure_environment()  # telemetry off, library caches in the project's cache, before any heavy import
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except (ConfigError, PolicyConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except UserError as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

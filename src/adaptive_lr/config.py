@@ -13,12 +13,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from adaptive_lr.errors import UserError, one_line
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = PROJECT_ROOT / "configs"
 EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
+SEED_MAX = 2**32 - 1  # numpy's seeds are uint32; Lightning's seed_everything allows the same range
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A run or grid is misconfigured. The message is one line naming the key and what is allowed."""
 
 
@@ -50,11 +53,33 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = hydra_compose("train", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:  # one line, with Hydra's hints ("use +key=1")
+        raise ConfigError(one_line(err)) from err
+    try:
         OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(str(err).splitlines()[0]) from err
+    except OmegaConfBaseException as err:  # its message names the missing key, not the one that refers to it
+        raise ConfigError(f"{_unresolvable(cfg) or 'config'}: {one_line(err)}") from err
     validate(cfg)
     return cfg
+
+
+def _unresolvable(node: DictConfig, prefix: str = "") -> str | None:
+    """The dotted key of the first value under `node` whose interpolation cannot be resolved."""
+    from omegaconf import ListConfig
+    from omegaconf.errors import OmegaConfBaseException
+
+    for key in node:
+        name = f"{prefix}{key}"
+        try:
+            value = node[key]  # resolves it
+            if isinstance(value, ListConfig):
+                OmegaConf.to_container(value, resolve=True)
+        except OmegaConfBaseException:
+            return name
+        found = _unresolvable(value, f"{name}.") if isinstance(value, DictConfig) else None
+        if found:
+            return found
+    return None
 
 
 def _positive(name: str, value: Any) -> None:
@@ -62,8 +87,17 @@ def _positive(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
+def _integer(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """An int (not a bool, not 1.5, not "abc") in [low, high]."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not (is_int and value >= low and (high is None or value <= high)):
+        allowed = f"an int in [{low}, {high}]" if high is not None else f"an int >= {low}"
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Static checks of a composed config (dynamic ones, like the monitored metric, happen at build time)."""
+    _integer("seed", cfg.seed, 0, SEED_MAX)
     _positive("lr", cfg.lr)
     if cfg.optimizer.get("lr") is not None:
         _positive("optimizer.lr", cfg.optimizer.lr)
@@ -74,10 +108,27 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"task.threshold must be in (0, 1) for an accuracy, got {threshold!r}")
     if cfg.task.metric != "acc":
         _positive("task.threshold", threshold)
-    if not isinstance(cfg.trainer.max_epochs, int) or cfg.trainer.max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs must be a positive int, got {cfg.trainer.max_epochs!r}")
+    _integer("trainer.max_epochs", cfg.trainer.max_epochs, 1)
     if cfg.scheduler.interval not in ("step", "epoch"):
         raise ConfigError(f"scheduler.interval must be one of ['step', 'epoch'], got {cfg.scheduler.interval!r}")
+    _integer("scheduler.frequency", cfg.scheduler.frequency, 1)
+    _integer("scheduler.warmup.ticks", cfg.scheduler.warmup.ticks, 0)
+    factor = cfg.scheduler.warmup.start_factor
+    if isinstance(factor, bool) or not (isinstance(factor, (int, float)) and 0 < factor <= 1):
+        raise ConfigError(f"scheduler.warmup.start_factor must be in (0, 1], got {factor!r}")
+    for key in ("batch_size", "eval_batch_size"):
+        if key in cfg.data:
+            _integer(f"data.{key}", cfg.data[key], 1)
+    _integer("logger.log_every_n_steps", cfg.logger.log_every_n_steps, 1)
+    _integer("multi_start.k", cfg.multi_start.k, 1)
+    _integer("multi_start.batches", cfg.multi_start.batches, 1)
+    live = cfg.live_control
+    _integer("live_control.every_n_steps", live.every_n_steps, 1)
+    _positive("live_control.min_lr", live.min_lr)
+    _positive("live_control.max_lr", live.max_lr)
+    if live.min_lr >= live.max_lr:
+        raise ConfigError(f"live_control.min_lr must be below live_control.max_lr, got {live.min_lr} and "
+                          f"{live.max_lr}")
     fixed_lr = cfg.scheduler.policy.get("lr")
     if fixed_lr is not None:
         _positive("scheduler.policy.lr", fixed_lr)

@@ -13,5 +13,5 @@ class UserError(Exception):
 
 
 def one_line(err: BaseException) -> str:
-    """An exception's message on one line (a library's multi-line message keeps every line, joined by spaces)."""
+    """An exception's message on one line (a multi-line message from a library keeps every line)."""
     return " ".join(line.strip() for line in str(err).splitlines() if line.strip())

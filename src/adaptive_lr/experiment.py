@@ -1,11 +1,16 @@
 """Experiment grids (experiments/<name>.yaml): tasks x schedulers x seeds, each cell one tracked run.
 
 A grid file has `tasks`, `schedulers`, `seeds` and optional `overrides`, `task_overrides`, `scheduler_overrides`,
-`include` (other grids whose cells join this one, under this grid's name) and `tuning` (the fair tuning protocol).
+`include` (other grids whose cells join this one, under this grid's name), `tuning` (the fair tuning protocol) or
+`sweep` (the learning-rate sweep, `Sweep`).
 
 - **Resume**: a cell whose identical config (and phase) already has a FINISHED run in the grid's MLflow experiment
   is skipped, so an interrupted grid finishes where it stopped; runs left RUNNING by a process that no longer
-  exists on this host are marked KILLED first, so every cell ends with exactly one FINISHED run.
+  exists on this host are marked KILLED first, so every cell ends with exactly one FINISHED run. A cell whose run
+  was KILLED continues in that run from its last checkpoint (`adaptive-lr resume`), not from scratch.
+- **Concurrent runners**: any number of runners may share one grid and store: each cell is claimed in the store
+  before it runs (`claim_cell`, a lease held by the running process, taken over once that process is dead), so
+  each runs exactly once. A runner's worker processes end with it, however it ends.
 - **Parallel**: `jobs > 1` runs cells in that many worker processes (spawned, each imports Lightning once and runs
   many cells); `jobs == 1` runs them in this process. Progress lines show cells done, running, failed and the ETA.
 - **MLflow**: one experiment per grid, with a parent run (`grid:<name>`) whose children are the cell runs (tags
@@ -17,11 +22,14 @@ A grid file has `tasks`, `schedulers`, `seeds` and optional `overrides`, `task_o
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -33,11 +41,19 @@ from typing import Any, TextIO
 from omegaconf import DictConfig, OmegaConf
 
 from adaptive_lr.config import EXPERIMENTS_DIR, ConfigError, available, compose
+from adaptive_lr.errors import UserError, one_line
+from adaptive_lr.tracking.run import PARENT_TAG, process_alive, search_all
+from adaptive_lr.tracking.run import mark_orphans as mark_store_orphans
 
 GRID_KEYS = ("name", "description", "tasks", "schedulers", "seeds", "overrides", "task_overrides",
-             "scheduler_overrides", "variants", "views", "include", "tuning")
+             "scheduler_overrides", "variants", "views", "include", "tuning", "extends", "sweep")
 TUNING_KEYS = ("param", "values", "low", "high", "n", "method", "seeds", "sample_seed")
-PARENT_TAG = "grid_parent"
+SWEEP_KEYS = ("param", "center", "decades", "points", "seeds")
+MULTIPLIER = "lr_multiplier"  # the global key learning-rate-free optimizer configs read as their LR multiplier
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
+WATCHDOG_S = 1.0  # how often a grid worker checks that its runner still exists
+WORKER_GRACE_S = 10.0  # a worker whose runner died gets this long to mark its cell's run KILLED
+CLAIMS = ".claims"  # experiments named .claims/<grid>/<cell>/<generation>: who runs which cell (`claim_cell`)
 
 
 @dataclass(frozen=True)
@@ -47,10 +63,12 @@ class Cell:
     seed: int
     overrides: tuple[str, ...]
     phase: str = "final"
+    point: str = ""  # a sweep cell's swept setting (`lr=0.001`), part of its key
+    tags: tuple[tuple[str, str], ...] = ()  # run tags of the cell beyond task/scheduler/seed/phase
 
     @property
     def key(self) -> str:
-        return f"{self.task}/{self.scheduler}/seed{self.seed}"
+        return f"{self.task}/{self.scheduler}/seed{self.seed}" + (f"/{self.point}" if self.point else "")
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,96 @@ class Tuning:
         return f"{len(self.values)} {self.param} values ({self.method}) x {len(self.seeds)} seed(s)"
 
 
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The learning-rate sweep (issue 14): every task x scheduler x seed of the grid runs at the same `points`
+    initial LRs, log-spaced over `decades` decades and centred on the task's usual rate: `center` (one value for
+    every task, or a map from task to value; tasks it leaves out use their default), by default the `lr` that the
+    task's config sets under this grid's `overrides` and `task_overrides`. A cell whose config defines
+    `lr_multiplier` (the learning-rate-free optimizers' configs) sweeps that multiplier over the same factors around
+    1.0, the packages' recommended value, instead of the LR.
+
+    Sweep cells have phase `sweep`, the swept override last (it wins over any other setting of the LR), and tags
+    `sweep_lr` or `sweep_multiplier` (the value) and `sweep_factor` (value / centre, shared by both kinds), so a
+    report can draw every method on one axis; like tuning runs, they are never results. A sweep applies to the
+    grid's own cells (an included grid brings its own), and a grid with a sweep has no `tuning`.
+
+    With `seeds` (the sweep's own seeds) the sweep is the tuned track's first phase: every point runs with those
+    seeds, then every task x scheduler runs once per grid seed (phase `final`) at its best point, the one with the
+    best mean final validation metric over the sweep seeds (a point with a non-finite value never wins); those final
+    runs are the results a report judges on test. Without `seeds`, the grid's seeds run every point and nothing else.
+    """
+
+    param: str
+    decades: float
+    points: int
+    center: float | None = None
+    centers: tuple[tuple[str, float], ...] = ()  # per task, over `center`
+    seeds: tuple[int, ...] = ()  # the sweep's own seeds: then a final phase at the best point (class docstring)
+
+    @classmethod
+    def from_spec(cls, grid: str, spec: Any) -> Sweep:
+        where = f"experiment {grid!r}: sweep"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where} must be a mapping with keys among {', '.join(SWEEP_KEYS)}, got {spec!r}")
+        unknown = set(spec) - set(SWEEP_KEYS)
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; allowed: {', '.join(SWEEP_KEYS)}")
+        param, decades, points = spec.get("param", "lr"), spec.get("decades", 4), spec.get("points", 9)
+        if not (isinstance(param, str) and param):
+            raise ConfigError(f"{where}.param must be a config key such as lr, got {param!r}")
+        if not _positive_number(decades):
+            raise ConfigError(f"{where}.decades must be a positive number, got {decades!r}")
+        if not (isinstance(points, int) and not isinstance(points, bool) and points >= 2):
+            raise ConfigError(f"{where}.points must be an int >= 2, got {points!r}")
+        seeds = spec.get("seeds", [])
+        if not (isinstance(seeds, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+            raise ConfigError(f"{where}.seeds must be a list of ints, got {seeds!r}")
+        center = spec.get("center")
+        values = center.values() if isinstance(center, dict) else [] if center is None else [center]
+        if not all(_positive_number(v) for v in values):
+            raise ConfigError(f"{where}.center must be a positive number or a map from task to positive number, "
+                              f"got {center!r}")
+        if isinstance(center, dict):
+            return cls(param, float(decades), points, None, tuple((str(t), float(v)) for t, v in center.items()),
+                       tuple(seeds))
+        return cls(param, float(decades), points, None if center is None else float(center), (), tuple(seeds))
+
+    @property
+    def factors(self) -> tuple[float, ...]:
+        """10^(decades * (i / (points - 1) - 1/2)) for i = 0 .. points - 1: the same for every method and task."""
+        return tuple(10 ** (self.decades * (i / (self.points - 1) - 0.5)) for i in range(self.points))
+
+    def expand(self, grid: str, cells: Sequence[Cell], task_overrides: dict[str, tuple[str, ...]]) -> list[Cell]:
+        """Every cell at every sweep point (class docstring); `task_overrides[task]` set the task's default centre.
+        Composes one config per task x scheduler (which optimizer it uses) and per task without a given centre."""
+        unknown = {t for t, _ in self.centers} - {c.task for c in cells}
+        if unknown:
+            raise ConfigError(f"experiment {grid!r}: sweep.center names tasks {sorted(unknown)} that the grid does "
+                              f"not run; its tasks: {', '.join(dict.fromkeys(c.task for c in cells))}")
+        centers, lr_free = dict(self.centers), {}
+        swept = []
+        for cell in cells:
+            if (cell.task, cell.scheduler) not in lr_free:
+                lr_free[cell.task, cell.scheduler] = MULTIPLIER in compose(cell.overrides)
+            if lr_free[cell.task, cell.scheduler]:
+                param, tag, center = MULTIPLIER, "sweep_multiplier", 1.0
+            else:
+                if cell.task not in centers:
+                    centers[cell.task] = self.center or float(compose(task_overrides[cell.task]).lr)
+                param, tag, center = self.param, "sweep_lr", centers[cell.task]
+            for factor in self.factors:
+                value = float(f"{center * factor:.6g}")
+                swept.append(replace(cell, overrides=(*cell.overrides, f"{param}={value}"), phase="sweep",
+                                     point=f"{param}={value}",
+                                     tags=((tag, f"{value:g}"), ("sweep_factor", f"{factor:.6g}"))))
+        return swept
+
+
 @dataclass
 class Grid:
     name: str
@@ -102,6 +210,8 @@ class Grid:
     cells: list[Cell]
     tuning: Tuning | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    sweep: Sweep | None = None
+    sweep_cells: list[Cell] = field(default_factory=list)  # phase 1 of a sweep with its own seeds
 
 
 def grid_path(name: str) -> Path:
@@ -133,6 +243,8 @@ def _spec_cells(name: str, spec: dict[str, Any], grid_name: str, extra: Sequence
     # views (configs/viz) to switch on for the first seed of every task x scheduler: one watched run per column
     views = spec.get("views", {})
     seeds = spec.get("seeds", [])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"experiment {name!r}: seeds must be a list of ints, got {seeds!r}")
 
     def shown(task: str, seed: int) -> tuple[str, ...]:
         return (f"viz=[{','.join(views[task])}]",) if task in views and seeds and seed == seeds[0] else ()
@@ -163,11 +275,30 @@ def load_grid(name: str, extra_overrides: Sequence[str] = (), _seen: tuple[str, 
     path = grid_path(name)
     if path.stem in _seen:
         raise ConfigError(f"experiment {name!r} includes itself (through {' -> '.join(_seen)})")
-    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except (yaml.YAMLError, OmegaConfBaseException) as err:  # a YAML syntax error, a bad interpolation
+        raise ConfigError(f"{path} is not a valid grid file: {one_line(err)}") from err
     if not isinstance(spec, dict):
         raise ConfigError(f"experiment {name!r}: {path} is not a mapping")
+    spec = _extended(name, spec, (*_seen, path.stem))
     grid_name = spec.get("name", path.stem)
     cells = _spec_cells(name, spec, grid_name, extra_overrides)
+    sweep = Sweep.from_spec(name, spec["sweep"]) if "sweep" in spec else None
+    if sweep is not None:
+        if spec.get("tuning"):
+            raise ConfigError(f"experiment {name!r}: a grid has either a sweep or tuning, not both")
+        if not spec.get("seeds"):
+            raise ConfigError(f"experiment {name!r}: a sweep needs at least one seed per point; seeds is empty")
+        defaults = {t: (f"task={t}", *spec.get("task_overrides", {}).get(t, []), *spec.get("overrides", []),
+                        *extra_overrides) for t in spec.get("tasks", [])}  # fmt: skip
+        if sweep.seeds:  # sweep with its own seeds first, then the grid's seeds at each column's best point
+            sweep_cells = sweep.expand(name, _reseeded(cells, sweep.seeds), defaults)
+        else:
+            cells = sweep.expand(name, cells, defaults)
     for included in spec.get("include", []):
         sub = load_grid(included, extra_overrides, (*_seen, path.stem))
         cells += [replace(c, overrides=tuple(f"experiment={grid_name}" if o.startswith("experiment=") else o
@@ -176,7 +307,62 @@ def load_grid(name: str, extra_overrides: Sequence[str] = (), _seen: tuple[str, 
     if len(set(keys)) != len(keys):
         raise ConfigError(f"experiment {name!r}: the same cell appears twice (check includes)")
     tuning = Tuning.from_spec(name, spec["tuning"]) if spec.get("tuning") else None
-    return Grid(grid_name, spec.get("description", ""), cells, tuning)
+    return Grid(grid_name, spec.get("description", ""), cells, tuning, sweep=sweep,
+                sweep_cells=sweep_cells if sweep is not None and sweep.seeds else [])
+
+
+def _extended(name: str, spec: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
+    """`extends: <grid>`: the named grid's keys, each replaced by this file's value of it (null removes the key), so
+    the parts of one study share one list of methods and budget instead of copies."""
+    base = spec.get("extends")
+    if base is None:
+        return spec
+    if not isinstance(base, str) or Path(base).stem in seen:
+        raise ConfigError(f"experiment {name!r}: extends must name another grid file, got {base!r}")
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parent = OmegaConf.to_container(OmegaConf.load(grid_path(base)), resolve=True)
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"experiment {name!r}: extends {base!r}, which cannot be read: {one_line(err)}") from err
+    merged = {**_extended(base, parent, (*seen, Path(base).stem)), **spec}
+    merged.pop("extends")
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def _reseeded(cells: Sequence[Cell], seeds: Sequence[int]) -> list[Cell]:
+    """One cell per task x scheduler x `seeds` (the grid's seeds replaced), in the cells' order."""
+    columns = dict.fromkeys((c.task, c.scheduler, tuple(o for o in c.overrides if o != f"seed={c.seed}"))
+                            for c in cells)  # fmt: skip
+    return [Cell(task, sched, seed, (*rest, f"seed={seed}")) for (task, sched, rest) in columns for seed in seeds]
+
+
+def best_sweep_points(grid: Grid, tracking_uri: str) -> dict[tuple[str, str], str]:
+    """Per (task, scheduler): the sweep point (`param=value` override) with the best mean final validation metric
+    over the sweep seeds, from the FINISHED sweep runs (a point with a missing or non-finite value never wins)."""
+    points = {c.key: c for c in grid.sweep_cells}
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(grid.name)
+    scores: dict[tuple[str, str, str], list[float]] = {}
+    modes: dict[tuple[str, str], str] = {}
+    for r in _search(client, exp.experiment_id, "attributes.status = 'FINISHED' and tags.phase = 'sweep'"):
+        cell = points.get(r.data.tags.get("cell", ""))
+        if cell is None:  # a run of another sweep definition
+            continue
+        final = r.data.metrics.get(f"val_{r.data.tags.get('metric', '')}", math.nan)
+        modes[(cell.task, cell.scheduler)] = r.data.tags.get("metric_mode", "max")
+        scores.setdefault((cell.task, cell.scheduler, cell.point), []).append(final)
+    best: dict[tuple[str, str], str] = {}
+    for (task, sched) in dict.fromkeys((c.task, c.scheduler) for c in grid.sweep_cells):
+        sign = 1.0 if modes.get((task, sched), "max") == "max" else -1.0
+        order = dict.fromkeys(c.point for c in grid.sweep_cells if (c.task, c.scheduler) == (task, sched))
+        ranked = [(sign * sum(v) / len(v), point) for point in order if (v := scores.get((task, sched, point)))
+                  and all(math.isfinite(x) for x in v)]
+        if not ranked:
+            raise RuntimeError(f"sweep: no finished, finite sweep run for {task}/{sched}; cannot pick its point")
+        best[(task, sched)] = max(ranked, key=lambda r: r[0])[1]  # ties: the first point (lowest value)
+    return best
 
 
 def tune_cells(grid: Grid) -> list[Cell]:
@@ -201,73 +387,100 @@ def _client(tracking_uri: str) -> Any:
 
 
 def _search(client: Any, experiment_id: str, filter_string: str = "") -> Iterable[Any]:
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
+    return search_all(client, [experiment_id], filter_string)
 
 
-def finished_cells(cfgs: dict[Cell, DictConfig], experiment: str, tracking_uri: str) -> set[Cell]:
-    """Cells whose exact config (by hash) and phase already have a FINISHED run in the experiment."""
+def _cell_runs(cfgs: dict[Cell, DictConfig], experiment: str, tracking_uri: str, status: str) -> dict[Cell, Any]:
+    """Per cell, the latest run in `status` whose exact config (by hash) and phase are the cell's."""
     from adaptive_lr.runner import config_hash
 
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        return set()
-    done = {(r.data.tags.get("config_hash", ""), r.data.tags.get("phase", "final"))
-            for r in _search(client, exp.experiment_id, "attributes.status = 'FINISHED'")}
-    return {cell for cell, cfg in cfgs.items() if (config_hash(cfg), cell.phase) in done}
+        return {}
+    found = {}
+    for r in sorted(_search(client, exp.experiment_id, f"attributes.status = '{status}'"),
+                    key=lambda r: r.info.start_time):
+        found[(r.data.tags.get("config_hash", ""), r.data.tags.get("phase", "final"))] = r
+    return {cell: found[key] for cell, cfg in cfgs.items() if (key := (config_hash(cfg), cell.phase)) in found}
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process runs; a zombie (ended, not yet reaped: e.g. a killed worker whose parent died) has not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
+def finished_cells(cfgs: dict[Cell, DictConfig], experiment: str, tracking_uri: str) -> set[Cell]:
+    """Cells whose exact config (by hash) and phase already have a FINISHED run in the experiment."""
+    return set(_cell_runs(cfgs, experiment, tracking_uri, "FINISHED"))
+
+
+def interrupted_cells(cfgs: dict[Cell, DictConfig], experiment: str, tracking_uri: str) -> dict[Cell, str]:
+    """Cells whose latest KILLED run (a process that died or was interrupted) can be resumed: run ID per cell."""
+    return {cell: r.info.run_id for cell, r in _cell_runs(cfgs, experiment, tracking_uri, "KILLED").items()
+            if Path(r.data.tags.get("run_dir", "")).is_dir()}
 
 
 def mark_orphans(experiment: str, tracking_uri: str) -> int:
     """Mark KILLED the RUNNING cell runs of this experiment whose process (on this host) no longer exists."""
+    return mark_store_orphans(tracking_uri, experiment)
+
+
+def claim_cell(tracking_uri: str, experiment: str, cell_id: str, artifact_root: Path) -> str | None:
+    """Claim a cell for this process, so that it runs exactly once however many runners share the store. Returns
+    None when claimed, else who holds it (`host:pid`, a live process).
+
+    A claim is an MLflow experiment named `.claims/<experiment>/<cell_id>/<generation>`, created with the owner's
+    host and pid as tags and then deleted (hidden from the UI; the name stays taken). Experiment names are unique
+    in every MLflow backend, so `create_experiment` is an atomic test-and-set, on SQLite, on any SQL database and
+    through a tracking server alike, with no clock or lock file involved (runs have no unique field: a claim run
+    "checked after creation" depends on clocks and commit order, and a lock file next to the store only works for a
+    local file store). A lease whose owner has died (same host, no such process) is reclaimed by creating the next
+    generation, which again only one claimant can do. A lease held on another host is never taken over.
+    """
+    from mlflow.exceptions import MlflowException
+
     client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return 0
-    host, n = platform.node(), 0
-    for r in _search(client, exp.experiment_id, "attributes.status = 'RUNNING'"):
-        tags = r.data.tags
-        if tags.get(PARENT_TAG) or tags.get("host") != host or not tags.get("pid", "").isdigit():
-            continue
-        if not _alive(int(tags["pid"])):
-            client.set_tag(r.info.run_id, "error", f"orphaned: process {tags['pid']} on {host} ended mid-run")
-            client.set_terminated(r.info.run_id, "KILLED")
-            n += 1
-    return n
+    host, pid = platform.node(), str(os.getpid())
+    for generation in itertools.count():
+        name = f"{CLAIMS}/{experiment}/{cell_id}/{generation}"
+        try:
+            claim = client.create_experiment(name, artifact_location=(artifact_root / CLAIMS).resolve().as_uri(),
+                                             tags={"claim_host": host, "claim_pid": pid})
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            held = client.get_experiment_by_name(name)
+            if held is None:  # removed for good (`mlflow gc`) meanwhile: try this generation again
+                continue
+            owner = (held.tags.get("claim_host", ""), held.tags.get("claim_pid", ""))
+            if owner == (host, pid):
+                return None
+            if owner[0] != host or not owner[1].isdigit() or process_alive(int(owner[1])):
+                return ":".join(owner)
+            continue  # the owner died: the next generation is free to claim
+        client.delete_experiment(claim)
+        return None
+    raise AssertionError("unreachable")
 
 
 def parent_run(experiment: str, tracking_uri: str, artifact_root: Path, description: str) -> str:
-    """The grid's parent run (created once, reused on resume) and marked RUNNING while the grid runs."""
+    """The grid's parent run (created once, reused on resume) and marked RUNNING while the grid runs. Two runners
+    starting together may both create one: the earliest is kept, the other deleted."""
     from adaptive_lr.tracking.run import get_or_create_experiment
 
     client = _client(tracking_uri)
     exp_id = get_or_create_experiment(client, experiment, artifact_root)
-    for r in _search(client, exp_id, f"tags.{PARENT_TAG} = 'true'"):
-        client.update_run(r.info.run_id, status="RUNNING")
-        return r.info.run_id
+
+    def parents() -> list[Any]:
+        found = _search(client, exp_id, f"tags.{PARENT_TAG} = 'true'")
+        return sorted(found, key=lambda r: (r.info.start_time, r.info.run_id))
+
+    existing = parents()
+    if existing:
+        client.update_run(existing[0].info.run_id, status="RUNNING")
+        return existing[0].info.run_id
     run = client.create_run(exp_id, run_name=f"grid:{experiment}",
                             tags={PARENT_TAG: "true", "mlflow.note.content": description})
-    return run.info.run_id
+    kept = parents()[0].info.run_id
+    if kept != run.info.run_id:
+        client.delete_run(run.info.run_id)
+    return kept
 
 
 def best_values(grid: Grid, cells: Sequence[Cell], tracking_uri: str) -> dict[tuple[str, str], float]:
@@ -301,25 +514,69 @@ def _fmt_s(seconds: float) -> str:
 
 
 def run_cell(overrides: Sequence[str], tags: dict[str, Any]) -> dict[str, Any]:
-    """Run one cell (in this process or a worker); never raises for a training failure (the run is FAILED)."""
-    from adaptive_lr.runner import run
+    """Run one cell (in this process or a worker); never raises for a training failure (the run is FAILED).
 
+    The cell is first claimed in the store (`claim_cell`): a cell another live runner holds, or one finished
+    meanwhile, is SKIPPED. A cell whose last run was KILLED (its process died or was interrupted) is resumed in
+    that run from its last checkpoint (`runner.resume_run`), exactly as if it had never stopped.
+    """
+    from adaptive_lr.runner import config_hash, resume_run, run
+    from adaptive_lr.tracking.run import resolve_tracking_uri
+
+    if _runner_pid is not None and os.getppid() != _runner_pid:  # a worker whose runner died starts no cell
+        os._exit(1)  # (the pool's call queue may still hold some); nothing of this worker is open
     cfg = compose(overrides)
     metric = cfg.task.metric
+    tracking_uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
+    phase = tags.get("phase", "final")
+    cell = {Cell(cfg.task.name, cfg.scheduler.name, cfg.seed, tuple(overrides), phase): cfg}
+    holder = claim_cell(tracking_uri, cfg.experiment, f"{config_hash(cfg)}-{phase}",
+                        Path(cfg.paths.mlruns) / "artifacts")
+    if holder is not None:
+        return {"status": "SKIPPED", "reason": f"claimed by runner {holder}"}
+    if finished_cells(cell, cfg.experiment, tracking_uri):
+        return {"status": "SKIPPED", "reason": "finished by another runner"}
+    interrupted = next(iter(interrupted_cells(cell, cfg.experiment, tracking_uri).values()), None)
     try:
-        result = run(cfg, tags=tags)
-    except ConfigError:
+        result = run(cfg, tags=tags) if interrupted is None else resume_run(interrupted, tracking_uri, tags)
+    except UserError:  # bad config or data: the whole grid stops with one `error:` line
         raise
     except Exception as err:  # the run is already marked FAILED in MLflow; the grid goes on
         return {"status": "FAILED", "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
     return {"status": "FINISHED", "value": result.metrics.get(f"test_{metric}", math.nan), "metric": metric,
-            "seconds": result.seconds}
+            "seconds": result.seconds, "resumed": interrupted is not None}
 
 
-def _worker_init(threads: int) -> None:
+_runner_pid: int | None = None  # in a LocalEngine worker: the runner process that spawned it
+
+
+def _worker_init(threads: int, runner_pid: int) -> None:
     import torch
 
+    global _runner_pid
+    _runner_pid = runner_pid
+    _die_with(runner_pid)
     torch.set_num_threads(threads)
+
+
+def _die_with(runner_pid: int) -> None:
+    """End this worker when its runner ends, however it ends (SIGKILL included). On Linux the kernel sends SIGTERM
+    when the parent dies (PR_SET_PDEATHSIG); everywhere a watchdog thread checks the parent's pid every
+    `WATCHDOG_S` and sends the same SIGTERM. SIGTERM marks a running cell's run KILLED, its metrics flushed
+    (`TrackedRun`); after `WORKER_GRACE_S` the watchdog ends the worker regardless."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    def watch() -> None:
+        while os.getppid() == runner_pid:  # also right away if the runner died before the prctl
+            time.sleep(WATCHDOG_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(WORKER_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="runner-watchdog", daemon=True).start()
 
 
 class Progress:
@@ -335,6 +592,9 @@ class Progress:
         self.done += 1
         if outcome["status"] == "FINISHED":
             summary = f"test_{outcome['metric']}={outcome['value']:.4f} ({outcome['seconds']:.1f}s)"
+            summary += " (resumed)" if outcome.get("resumed") else ""
+        elif outcome["status"] == "SKIPPED":
+            summary = f"skipped: {outcome['reason']}"
         else:
             self.failed += 1
             self.failures.append((cell.key, outcome["error"]))
@@ -360,13 +620,19 @@ class LocalEngine:
             return
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                                 initargs=(threads,)) as pool:
-            pending: dict[Future, Cell] = {pool.submit(run_cell, c.overrides, tags[c]): c for c in cells}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    cell = pending.pop(future)
-                    progress.update(cell, _outcome(future.result), running=min(self.jobs, len(pending)))
+                                 initargs=(threads, os.getpid())) as pool:
+            try:
+                pending: dict[Future, Cell] = {pool.submit(run_cell, c.overrides, tags[c]): c for c in cells}
+                while pending:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        cell = pending.pop(future)
+                        progress.update(cell, _outcome(future.result), running=min(self.jobs, len(pending)))
+            except BaseException:  # Ctrl-C, a config error: running cells stop too (their runs are marked KILLED)
+                pool.shutdown(wait=False, cancel_futures=True)
+                for worker in list(pool._processes.values()):  # the stdlib pool exposes no public handle on them
+                    worker.terminate()
+                raise
 
 
 class RayEngine:
@@ -410,7 +676,7 @@ def _outcome(result: Any) -> dict[str, Any]:
     """A worker's outcome; a worker that died (e.g. out of memory) leaves its run RUNNING, marked KILLED on resume."""
     try:
         return result()
-    except ConfigError:
+    except UserError:
         raise
     except Exception as err:
         return {"status": "FAILED", "error": f"worker: {type(err).__name__}: {err}"}
@@ -429,11 +695,12 @@ def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None 
     grid = load_grid(name, extra_overrides)
     if not grid.cells:
         raise ConfigError(f"experiment {name!r} has no cells (tasks x schedulers x seeds is empty)")
-    phases = [tune_cells(grid), grid.cells] if grid.tuning else [grid.cells]
+    phases = [tune_cells(grid), grid.cells] if grid.tuning else [grid.sweep_cells, grid.cells] if grid.sweep_cells \
+        else [grid.cells]
     cfgs = {cell: compose(cell.overrides) for cell in phases[0]}  # every config error before the first run
     first = next(iter(cfgs.values()))
     tracking_uri = resolve_tracking_uri(first.logger.tracking_uri, Path(first.paths.mlruns))
-    orphans = mark_orphans(grid.name, tracking_uri)
+    orphans = mark_store_orphans(tracking_uri)
     parent = parent_run(grid.name, tracking_uri, Path(first.paths.mlruns) / "artifacts", grid.description)
     if orphans:
         print(f"[{grid.name}] marked {orphans} run(s) of ended processes KILLED", file=out, flush=True)
@@ -445,14 +712,25 @@ def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None 
             for (task, sched), value in best.items():
                 print(f"[{grid.name}] tuned {task}/{sched}: {param}={value:g}", file=out, flush=True)
             cfgs = {cell: compose(cell.overrides) for cell in cells}
+        if grid.sweep_cells and i == 1:  # 2) the grid's seeds at each column's best sweep point
+            best_point = best_sweep_points(grid, tracking_uri)
+            cells = [replace(c, overrides=(*c.overrides, best_point[(c.task, c.scheduler)]),
+                             tags=(("tuned_from_sweep", best_point[(c.task, c.scheduler)]),)) for c in cells]
+            for (task, sched), point in best_point.items():
+                print(f"[{grid.name}] best sweep point {task}/{sched}: {point}", file=out, flush=True)
+            cfgs = {cell: compose(cell.overrides) for cell in cells}
         skip = finished_cells(cfgs, grid.name, tracking_uri)
         todo = [c for c in cells if c not in skip]
-        label = f" {cells[0].phase} phase:" if grid.tuning else ""
+        label = f" {cells[0].phase} phase:" if grid.tuning or grid.sweep_cells else ""
         print(f"[{grid.name}]{label} {len(cells)} cells: {len(skip)} already finished, {len(todo)} to run "
               f"({type(engine).__name__} jobs={engine.jobs}, MLflow: {tracking_uri})", file=out, flush=True)
+        resumable = interrupted_cells({c: cfgs[c] for c in todo}, grid.name, tracking_uri)
+        if resumable:
+            print(f"[{grid.name}] {len(resumable)} interrupted cell(s) continue in their run from its last checkpoint",
+                  file=out, flush=True)
         budget = {"tuning_budget": grid.tuning.budget} if grid.tuning else {}
         tags = {c: {"cell": c.key, "phase": c.phase, "mlflow.parentRunId": parent, "grid_jobs": engine.jobs,
-                    **budget} for c in todo}
+                    **budget, **dict(c.tags)} for c in todo}
         progress = Progress(grid.name, len(todo), out)
         engine.execute(todo, tags, progress)
         if progress.failures:

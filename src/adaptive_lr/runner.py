@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from adaptive_lr.config import ConfigError, to_container
-from adaptive_lr.runtime import configure_runtime
+from adaptive_lr.runtime import configure_environment, configure_runtime
 
 
 @dataclass
@@ -31,7 +31,7 @@ class RunResult:
 def config_hash(cfg: DictConfig) -> str:
     """Identity of what a run computes: the resolved config without paths, experiment name or logging knobs."""
     data = to_container(cfg)
-    for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control"):
+    for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control", "checkpoint"):
         data.pop(key, None)
     for key in ("data_dir", "cache_dir"):  # where the data lives does not change what a run computes
         data.get("data", {}).pop(key, None)
@@ -82,9 +82,34 @@ def _instantiate(node: Any, what: str, **kwargs: Any) -> Any:
         raise ConfigError(f"{what}: {str(cause).splitlines()[0]}") from err
 
 
+FIT_CHECK_SAMPLES = 16  # samples of the first validation batch that the model is tried on before a run exists
+
+
+def _check_fit(cfg: DictConfig, datamodule: Any, module: Any) -> None:
+    """The loss of the model on a few samples of the first validation batch (eval mode, no gradient, no random
+    number drawn), so a model that does not fit the data (input size, number of classes) fails before a run is
+    created, as a ConfigError naming the shapes and, when it is the cause, the right `model.in_features`."""
+    batch = next(iter(datamodule.val_dataloader()), None)
+    if batch is None or not callable(getattr(module, "probe_loss", None)):
+        return
+    sample = [t[:FIT_CHECK_SAMPLES] for t in batch]
+    try:
+        module.probe_loss(sample)
+    except (RuntimeError, IndexError, ValueError) as err:
+        x, y = sample[0], sample[1]
+        declared, features = cfg.model.get("in_features"), x.shape[-1]
+        hint = "" if declared in (None, features) else (
+            f"; model.in_features={declared} but the inputs have {features} features: "
+            f"set model.in_features={features}")
+        raise ConfigError(f"model {cfg.model.get('_target_', '?')} does not fit the data of task "
+                          f"{cfg.task.name!r} (inputs {tuple(x.shape)}, targets {tuple(y.shape)}): "
+                          f"{str(err).splitlines()[0]}{hint}") from err
+
+
 def build(cfg: DictConfig) -> dict[str, Any]:
-    """Datamodule, task module and LR policy for `cfg`; raises ConfigError before anything is trained."""
-    from adaptive_lr.callbacks import LRControl
+    """Datamodule (loaded), task module, LR policy and views for `cfg`; every config or data error surfaces
+    here (a UserError), before anything is trained or written to the MLflow store."""
+    from adaptive_lr.callbacks import LRControl, LRControlConfigError
     from adaptive_lr.schedulers import Warmup
 
     datamodule = _instantiate(cfg.data, "data")
@@ -114,17 +139,65 @@ def build(cfg: DictConfig) -> dict[str, Any]:
             f"scheduler.policy.monitor={policy.monitor!r} is never logged by task {cfg.task.name!r}; "
             f"allowed: {', '.join(allowed)}"
         )
-    return {"datamodule": datamodule, "module": module, "policy": policy, "multi_start": multi_start}
+    try:  # the driver's own checks (e.g. a policy that decides before every step needs interval=step)
+        LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
+                  log_every_n_steps=cfg.logger.log_every_n_steps)
+    except LRControlConfigError as err:
+        raise ConfigError(f"scheduler: {err}") from err
+    datamodule.setup("fit")  # bad or missing data files raise here (a DataError / DataNotFoundError)
+    _check_fit(cfg, datamodule, module)
+    # views switched on from config (`viz=[latent,param_views]`): each writes under run_dir/viz
+    views = [_instantiate(spec, f"viz.{name}") for name, spec in (cfg.get("viz") or {}).items()]
+    return {"datamodule": datamodule, "module": module, "policy": policy, "multi_start": multi_start,
+            "views": views}
 
 
-def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | None = None) -> RunResult:
-    """Train and test one configured run, tracked in MLflow and TensorBoard. Exceptions mark the run FAILED."""
+def _stored_run_dir(tracking_uri: str, run_id: str) -> Path:
+    from mlflow.tracking import MlflowClient
+
+    return Path(MlflowClient(tracking_uri).get_run(run_id).data.tags["run_dir"])
+
+
+def resume_run(run_id: str, tracking_uri: str, tags: dict[str, Any] | None = None) -> RunResult:
+    """Continue a KILLED or FAILED run (see `run`) with the resolved config it was created with (its run folder's
+    config.json: the source of truth, whatever the configs say now). Runs of dead processes are marked first, so a
+    run that was SIGKILLed can be resumed at once; a RUNNING or FINISHED run is refused (ConfigError)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from omegaconf import OmegaConf
+
+    from adaptive_lr.tracking.run import mark_orphans
+
+    mark_orphans(tracking_uri)
+    try:
+        stored = MlflowClient(tracking_uri).get_run(run_id)
+    except MlflowException as err:
+        raise ConfigError(f"no run {run_id!r} in {tracking_uri}") from err
+    status, stored_tags = stored.info.status, stored.data.tags
+    if status not in ("KILLED", "FAILED"):
+        owner = f" (process {stored_tags.get('pid')} on {stored_tags.get('host')})" if status == "RUNNING" else ""
+        raise ConfigError(f"run {run_id} is {status}{owner}; only a KILLED or FAILED run can be resumed")
+    config = Path(stored_tags.get("run_dir", "")) / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"run {run_id} has no resolved config on this machine ({config})")
+    cfg = OmegaConf.create(json.loads(config.read_text()))
+    cfg.logger.tracking_uri = tracking_uri  # the store it was found in (not part of what the run computes)
+    return run(cfg, tags=tags, resume=run_id)
+
+
+def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | None = None,
+        resume: str | None = None) -> RunResult:
+    """Train and test one configured run, tracked in MLflow and TensorBoard. Exceptions mark the run FAILED,
+    SIGINT/SIGTERM KILLED (see `TrackedRun`). With `resume` (a run ID; use `resume_run`, which checks it), that
+    KILLED or FAILED run continues, in the same MLflow run and run folder, from its last checkpoint."""
+    configure_environment(cfg.paths.cache)  # before mlflow and matplotlib (through lightning) are imported
     import lightning as L
 
     from adaptive_lr.callbacks import LRControl
+    from adaptive_lr.tracking.checkpoint import CHECKPOINT_DIR, ResumeCheckpoint, last_checkpoint
     from adaptive_lr.tracking.epoch_metrics import EpochMetrics
     from adaptive_lr.tracking.loggers import LeanTensorBoardLogger, MLflowRunLogger
-    from adaptive_lr.tracking.run import TrackedRun, resolve_tracking_uri
+    from adaptive_lr.tracking.run import TrackedRun, mark_orphans, resolve_tracking_uri
     from adaptive_lr.trainer import NoProfiler
 
     configure_runtime()
@@ -137,6 +210,15 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_name = f"{cfg.task.name}-{cfg.scheduler.name}-s{cfg.seed}"
     run_dir = Path(paths.runs) / cfg.experiment / f"{run_name}-{stamp}"
+    every_n_epochs = cfg.get("checkpoint", {}).get("every_n_epochs", 1)
+    if not (isinstance(every_n_epochs, int) and not isinstance(every_n_epochs, bool) and every_n_epochs >= 0):
+        raise ConfigError(f"checkpoint.every_n_epochs must be an int >= 0 (0: none), got {every_n_epochs!r}")
+    if resume is None:
+        mark_orphans(tracking_uri)  # runs of processes that died are KILLED before this one starts
+    else:  # continue in the run's own folder, from its last checkpoint (none: from the start, in the same run)
+        run_dir = _stored_run_dir(tracking_uri, resume)
+        ckpt = last_checkpoint(run_dir)
+        ckpt_path = str(ckpt) if ckpt else None
     datamodule.setup("fit")
     tags = {
         "experiment": cfg.experiment, "task": cfg.task.name, "scheduler": cfg.scheduler.name, "seed": cfg.seed,
@@ -154,8 +236,11 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         tags["warm_start"] = warm_start
     t0 = time.perf_counter()
     with TrackedRun(tracking_uri, cfg.experiment, run_name, tags, to_container(cfg), run_dir,
-                    Path(paths.mlruns) / "artifacts") as tracked:
+                    Path(paths.mlruns) / "artifacts", resume_run_id=resume) as tracked:
         mlflow_logger = MLflowRunLogger(tracking_uri, tracked.run_id, cfg.logger.mlflow_flush_every_s)
+        tracked.flush_on_close(mlflow_logger)
+        if resume is not None:  # what the interrupted run stored is replayed identically: not stored twice
+            mlflow_logger.skip_stored()
         loggers: list[Any] = [mlflow_logger]
         if parts["multi_start"]:
             ms = parts["multi_start"]
@@ -176,14 +261,18 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
             LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
                       log_every_n_steps=cfg.logger.log_every_n_steps, live=live),
         ]
-        # views switched on from config (`viz=[latent,param_views]`): each writes under run_dir/viz
-        callbacks += [_instantiate(spec, f"viz.{name}") for name, spec in (cfg.get("viz") or {}).items()]
+        callbacks += parts["views"]  # built (and checked) by `build`
         trainer_kwargs = dict(cfg.trainer)
-        if trainer_kwargs.get("enable_checkpointing"):
+        keep_checkpoints = bool(trainer_kwargs.get("enable_checkpointing"))
+        if keep_checkpoints:  # every epoch's checkpoint, kept after the run
             from lightning.pytorch.callbacks import ModelCheckpoint
 
-            callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, every_n_epochs=1,
-                                             save_top_k=-1))
+            callbacks.append(ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, every_n_epochs=1, save_top_k=-1))
+        resumable = None
+        if every_n_epochs:  # crash safety: the last checkpoint, for `adaptive-lr resume`; dropped once finished
+            resumable = ResumeCheckpoint(run_dir / CHECKPOINT_DIR, every_n_epochs)
+            callbacks.append(resumable)
+            trainer_kwargs["enable_checkpointing"] = True
         trainer_kwargs.setdefault("profiler", NoProfiler())  # unless the config asks for one (`trainer.profiler=`)
         trainer = L.Trainer(**trainer_kwargs, logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
                             default_root_dir=str(run_dir))
@@ -209,5 +298,7 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
             policy.save_learned(learned)
             tracked.add_artifact(learned)
         run_id = tracked.run_id
+    if resumable is not None and not keep_checkpoints:  # FINISHED: nothing left to resume
+        resumable.remove()
     return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0, fit_seconds,
                      epoch_metrics.elapsed_s)

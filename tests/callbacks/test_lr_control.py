@@ -588,8 +588,29 @@ class Steer(Callback):
             assert main([args[0], str(self.run_dir), *args[1:]]) == 0
 
 
+def running(folder: Path) -> Path:
+    """Make `folder` the run folder of a RUNNING MLflow run of this process, as `adaptive-lr train` would: LR
+    commands are refused for any run that is not running."""
+    import json
+    import os
+    import platform
+
+    from mlflow.tracking import MlflowClient
+
+    from adaptive_lr.tracking.run import IDENTITY_FILE
+
+    uri = f"sqlite:///{folder}/mlflow.db"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("live", artifact_location=(folder / "a").as_uri()),
+                            tags={"host": platform.node(), "pid": str(os.getpid()), "run_dir": str(folder)})
+    (folder / IDENTITY_FILE).write_text(json.dumps({"run_id": run.info.run_id, "tracking_uri": uri}))
+    return folder
+
+
 def test_a_set_lr_command_takes_effect_at_the_next_step_and_wins_until_released(tmp_path):
     from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+
+    running(tmp_path)
 
     live = LiveOverride(tmp_path / CONTROL_FILE, min_lr=1e-4, max_lr=1.0)
     control = LRControl(StepDecay(step_size=1, gamma=0.5), interval="epoch", live=live)
@@ -611,6 +632,7 @@ def test_a_set_lr_command_takes_effect_at_the_next_step_and_wins_until_released(
 def test_the_control_file_is_polled_every_n_steps_of_an_epoch(tmp_path):
     from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
 
+    running(tmp_path)
     live = LiveOverride(tmp_path / CONTROL_FILE, min_lr=1e-4, max_lr=1.0, every_n_steps=2)
     control = LRControl(Fixed(), interval="epoch", live=live)
     steer = Steer(tmp_path, {3: ["set-lr", "0.123"]})  # after the 3rd step: batch 3 of epoch 1 is not polled
@@ -624,7 +646,7 @@ def test_the_control_file_is_polled_every_n_steps_of_an_epoch(tmp_path):
 def test_live_commands_refuse_bad_values_and_unknown_runs(tmp_path, capsys):
     from adaptive_lr.cli import main
 
-    assert main(["set-lr", str(tmp_path), "-1"]) == 2
+    assert main(["set-lr", str(running(tmp_path)), "-1"]) == 2
     assert "value must be a positive finite number" in capsys.readouterr().err
     assert main(["set-lr", "no-such-run", "0.1", f"paths.root={tmp_path}"]) == 2
     assert "'no-such-run' is neither a run folder nor a run ID" in capsys.readouterr().err

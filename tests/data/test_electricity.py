@@ -13,39 +13,9 @@ import torch
 
 from adaptive_lr.data.electricity import ElectricityDataModule, UCIElectricity, VicElecCSV, naive_lags
 from adaptive_lr.data.source import DataNotFoundError
+from data_fixtures import DAYS, write_vic_elec
 
-DAYS = 10  # 480 half-hours
 T = DAYS * 48
-
-
-def write_vic_elec(folder: Path, days: int = DAYS, missing_row: int | None = None) -> Path:
-    """`<folder>/electricity/vic_elec.csv` in the real column format: a daily sine demand plus noise."""
-    g = torch.Generator().manual_seed(0)
-    n = days * 48
-    t = torch.arange(n, dtype=torch.float64)
-    demand = (
-        4000 + 800 * torch.sin(2 * math.pi * t / 48) + 50 * torch.randn(n, generator=g, dtype=torch.float64)
-    )
-    temperature = (
-        20 + 5 * torch.sin(2 * math.pi * (t - 6) / 48) + torch.randn(n, generator=g, dtype=torch.float64)
-    )
-    times = pd.date_range("2011-12-31T13:00:00Z", periods=n, freq="30min")
-    frame = pd.DataFrame(
-        {
-            "Time": times.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "Demand": demand.numpy().round(6),
-            "Temperature": temperature.numpy().round(2),
-            "Date": (times + pd.Timedelta(hours=11)).strftime("%Y-%m-%d"),
-            "Holiday": ["TRUE" if i < 48 else "FALSE" for i in range(n)],
-        }
-    )
-    if missing_row is not None:
-        frame["Demand"] = frame["Demand"].astype(object)
-        frame.loc[missing_row, "Demand"] = ""
-    path = folder / "electricity" / "vic_elec.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
-    return path
 
 
 def write_uci(path: Path, days: int = 4, clients: int = 3) -> pd.DataFrame:

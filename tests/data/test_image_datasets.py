@@ -5,10 +5,8 @@ when data is missing, and the batch transforms. Plus the CIFAR models' shapes an
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 import shutil
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -23,81 +21,20 @@ from adaptive_lr.data.source import DataNotFoundError
 from adaptive_lr.data.splits import holdout_split
 from adaptive_lr.models.resnet import ResNet18
 from adaptive_lr.models.vgg import VGG16BN
+from data_fixtures import (
+    CLASSES,
+    N_TRAIN,
+    cifar_rows,
+    class_color,
+    image_tree,
+    write_cifar10_pickles,
+    write_idx,
+    write_idx_dataset,
+    write_tar_gz,
+)
 
-N_TRAIN, N_TEST = 40, 10
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-# created in this (unsorted) order; labels follow the sorted names, as torchvision's ImageFolder does
-CLASSES = ("truck", "airplane", "ship", "bird", "frog", "cat", "horse", "deer", "dog", "automobile")
-
-
-# -- writers of the real formats -------------------------------------------------------------------------------------
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """A gzipped IDX file: magic (0, 0, type 0x08 = ubyte, ndim), big-endian int32 dims, then the bytes."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def mnist_arrays(n: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Image i has pixel (0, 0) = offset + i and pixel (27, 27) = 255, label (offset + i) % 10."""
-    x = np.zeros((n, 28, 28), dtype=np.uint8)
-    x[:, 0, 0] = offset + np.arange(n)
-    x[:, 27, 27] = 255
-    return x, (offset + np.arange(n)) % 10
-
-
-def write_idx_dataset(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (xtr, ytr), (xte, yte) = mnist_arrays(N_TRAIN), mnist_arrays(N_TEST, offset=100)
-    for name, array in zip(IDX_FILES, (xtr, ytr, xte, yte), strict=True):
-        write_idx(folder / name, array)
-
-
-def cifar_rows(n: int, offset: int) -> dict[bytes, object]:
-    """Rows in torchvision's layout (R plane, G plane, B plane, each row-major): R=10 but pixel (0, 1) = row number,
-    G=20, B=30; label row % 10."""
-    data = np.concatenate([np.full((n, 1024), v, dtype=np.uint8) for v in (10, 20, 30)], axis=1)
-    data[:, 1] = offset + np.arange(n)
-    return {b"data": data, b"labels": [(offset + i) % 10 for i in range(n)]}
-
-
-def write_cifar10_pickles(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(5):  # 5 batches of N_TRAIN / 5 rows
-        rows = cifar_rows(N_TRAIN // 5, offset=i * N_TRAIN // 5)
-        (folder / f"data_batch_{i + 1}").write_bytes(pickle.dumps(rows))
-    (folder / "test_batch").write_bytes(pickle.dumps(cifar_rows(N_TEST, offset=100)))
-
-
-def class_color(k: int) -> tuple[int, int, int]:
-    return (25 * k, 200 - 20 * k, 50)
-
-
-def image_tree() -> dict[str, bytes]:
-    """{relative path: encoded image} of a CIFAR-10 ImageFolder tree: 2 train + 1 test image per class, solid colour
-    of the class's sorted index; one train image is a PNG (lossless), the rest JPEG."""
-    from PIL import Image
-
-    files: dict[str, bytes] = {}
-    for name in CLASSES:
-        k = sorted(CLASSES).index(name)
-        for split, count in (("train", 2), ("test", 1)):
-            for j in range(count):
-                png = name == "bird" and split == "train" and j == 1
-                buf = io.BytesIO()
-                Image.new("RGB", (32, 32), class_color(k)).save(buf, format="PNG" if png else "JPEG", quality=95)
-                files[f"{split}/{name}/{j:04d}.{'png' if png else 'jpg'}"] = buf.getvalue()
-    return files
-
-
-def write_tar_gz(path: Path, files: dict[str, bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
 
 
 def files_under(root: Path) -> set[str]:
@@ -218,6 +155,21 @@ def test_mnist_missing_data_error_names_dataset_folders_and_files(tmp_path):
     for part in (tmp_path / "empty" / "mnist", tmp_path / "empty" / "MNIST" / "raw", tmp_path / "cache" / "mnist"):
         assert str(part) in msg
     assert all(name in msg for name in IDX_FILES) and "data.download=true" in msg
+
+
+def test_a_failed_download_is_a_data_not_found_error_naming_the_folders(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):  # what torchvision raises without network
+        raise URLError("no route to host")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    dm = MNISTDataModule(data_dir=tmp_path / "empty", cache_dir=tmp_path / "cache", download=True)
+    with pytest.raises(DataNotFoundError, match=r"^mnist: data not found\. Searched: .*empty.*"
+                                                r"The download failed \(<urlopen error no route to host>\)"):
+        dm.setup()
 
 
 def test_idx_reader_checks_magic_and_size(tmp_path):

@@ -6,11 +6,20 @@ Experiment "demo", two tasks, 3 seeds (0, 1, 2) per task x scheduler, no phase o
 - xor_clean (mse, min, threshold 0.1, 4 epochs, 2 steps/epoch): fixed (baseline), heuristic (adaptive) whose
   seed 2 diverges (NaN from epoch 3); plus one fixed run (seed 3) left RUNNING.
 Experiment "verdicts", a tuned grid (every run has a `phase` tag, `tuning_budget` 2 and provenance tags):
-- flat (acc, max, threshold 0.8, 3 epochs, 1 step/epoch): fixed (baseline), heuristic (adaptive, no
-  significant difference), bandit (adaptive, significantly worse); no controller actions logged. Plus two
+- flat (acc, max, threshold 0.8, 3 epochs, 1 step/epoch): fixed (baseline), heuristic (adaptive, equivalent
+  within the margin), bandit (adaptive, significantly worse); no controller actions logged. Plus two
   tune-phase runs of fixed (one FINISHED with a curve that would top every table, one FAILED).
+  flat declares an absolute equivalence margin of 0.05 (tag `equivalence_margin`); every final run carries
+  `data_checksum` md5:<task>01 and the same seeds, so its comparisons are paired by seed.
 - solo (mse, min, threshold 0.5, 3 epochs): fixed only, one seed (no adaptive scheduler, no interval).
-train_<metric> is val + train_offset; test_<metric> is final val - 0.01. `epoch_time_s` at epoch e is
+Experiment "ties": one task `tie` (mse, min, threshold 0.2, 3 epochs, relative margin 0.1 = 10% of the best
+baseline's mean final val MSE) where three baselines (cosine, fixed, step) end at the same per-seed values in
+another seed order, so their mean final val MSEs are exactly equal (dyadic numbers: sums are exact), and one
+adaptive scheduler (heuristic); one data checksum and the same seeds: each comparison is paired by seed, so the
+three tied baselines give three different comparisons.
+train_<metric> is val + train_offset (the running train-mode mean); digits runs also log `train_eval_acc`
+(eval-mode pass over a train subset) = val + TRAIN_EVAL[task][seed], so their generalization gap is that offset;
+the other tasks log no `train_eval_*` (gap NaN). test_<metric> is final val - 0.01. `epoch_time_s` at epoch e is
 EPOCH_SECONDS[scheduler] * e (adaptive controllers are slower per epoch).
 """
 
@@ -35,8 +44,10 @@ TASKS = {
     "solo": dict(
         metric="mse", mode="min", threshold="0.5", max_epochs=3, steps_per_epoch=1, train_offset=0.0
     ),
+    "tie": dict(metric="mse", mode="min", threshold="0.2", max_epochs=3, steps_per_epoch=1, train_offset=0.0),
 }
-EPOCH_SECONDS = {"fixed": 1.0, "cosine": 1.0, "heuristic": 1.5, "bandit": 2.0}
+TRAIN_EVAL = {"digits": [0.01, 0.015, 0.02]}  # task -> per seed: train_eval_<metric> - val_<metric>
+EPOCH_SECONDS = {"fixed": 1.0, "cosine": 1.0, "step": 1.0, "heuristic": 1.5, "bandit": 2.0}
 # (task, scheduler, adaptive) -> per seed: (val metric curve, val_loss curve)
 CURVES = {
     ("digits", "fixed", False): [
@@ -80,9 +91,18 @@ VERDICT_CURVES = {
     ],
     ("solo", "fixed", False): [([0.9, 0.6, 0.4], VAL_LOSS_FLAT)],  # epoch 3
 }
+FLAT_MARGIN = "0.05"
+TIE_MARGIN = "0.1"  # relative: 10% of the best baseline's mean final val MSE
+TIE_FINALS = [0.125, 0.25, 0.375]  # mean 0.25 exactly, whatever the order
+TIE_CURVES = {
+    ("tie", "cosine", False): [([0.5, 0.25, f], VAL_LOSS_FLAT) for f in TIE_FINALS],
+    ("tie", "fixed", False): [([0.5, 0.25, f], VAL_LOSS_FLAT) for f in [0.375, 0.125, 0.25]],
+    ("tie", "step", False): [([0.5, 0.25, f], VAL_LOSS_FLAT) for f in [0.25, 0.375, 0.125]],
+    ("tie", "heuristic", True): [([0.4, 0.2, f], VAL_LOSS_FLAT) for f in [0.125, 0.125, 0.25]],
+}
 PROVENANCE = {
     "git_commit": "abc1234", "host": "node-a", "device": "cpu (x86_64)", "cpu_count": "2",
-    "torch_version": "2.14.0", "python_version": "3.12.1",
+    "torch_version": "2.14.0", "python_version": "3.12.1", "grid_jobs": "2", "load_avg_start": "1.5",
 }  # fmt: skip
 
 
@@ -96,6 +116,8 @@ def log_run(
 
     spec = TASKS[task]
     m, spe = spec["metric"], spec["steps_per_epoch"]
+    offsets = TRAIN_EVAL.get(task, [])
+    train_eval = offsets[seed] if seed < len(offsets) else None
     run = client.create_run(experiment_id, run_name=f"{task}-{scheduler}-{seed}", start_time=start_time)
     run_id = run.info.run_id
     base_tags = {
@@ -115,6 +137,8 @@ def log_run(
             ("train_loss", loss * 0.9), ("epoch_time_s", EPOCH_SECONDS[scheduler] * epoch), ("epoch_lr", lr),
         ]:  # fmt: skip
             metrics.append(Metric(name, value, ts + epoch, epoch))
+        if train_eval is not None:
+            metrics.append(Metric(f"train_eval_{m}", v + train_eval, ts + epoch, epoch))
         for step in range((epoch - 1) * spe + 1, epoch * spe + 1, 2):  # `lr` every 2 optimizer steps
             metrics.append(Metric("lr", lr, ts + step, step))
     if adaptive and actions:  # controller decisions; 99 is not in the action table
@@ -166,6 +190,8 @@ def build(root):
     for (task, scheduler, adaptive), seeds in VERDICT_CURVES.items():
         for seed, (val, val_loss) in enumerate(seeds):
             tags = {**final, "data_checksum": f"md5:{task}01"}
+            if task == "flat":
+                tags |= {"equivalence_margin": FLAT_MARGIN, "margin_relative": "false"}
             log_run(
                 client,
                 verdicts,
@@ -197,4 +223,12 @@ def build(root):
     )
     only_tune = client.create_experiment("only_tune", artifact_location=(root / "ot").as_uri())
     log_run(client, only_tune, "flat", "fixed", False, 0, [0.5], [1.0], extra_tags={"phase": "tune"})
+
+    ties = client.create_experiment("ties", artifact_location=(root / "ties").as_uri())
+    margin = {"equivalence_margin": TIE_MARGIN, "margin_relative": "true", "data_checksum": "md5:tie01"}
+    for (task, scheduler, adaptive), seeds in TIE_CURVES.items():
+        for seed, (val, val_loss) in enumerate(seeds):
+            log_run(
+                client, ties, task, scheduler, adaptive, seed, val, val_loss, extra_tags=margin, actions=False
+            )
     return uri, special

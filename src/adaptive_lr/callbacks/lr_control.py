@@ -12,11 +12,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from adaptive_lr.errors import UserError
+from adaptive_lr.optim.effective_lr import effective_lr
 from adaptive_lr.schedulers.base import ACTIONS, LRPolicy, Observation
 from adaptive_lr.schedulers.live import LiveOverride
 
 
-class LRControlConfigError(ValueError):
+class LRControlConfigError(UserError, ValueError):
     """The callback was configured with an invalid argument; the message names it and the allowed values."""
 
 
@@ -38,6 +40,10 @@ class LRControl(Callback):
       every rank applies the same LR even if a policy were not (see `_agree`).
     - It logs `lr` (and `lr/pg{i}` for further groups) every `log_every_n_steps` steps, and every controller
       decision as `controller_action` (code from `ACTIONS`) and `controller_factor`, to every attached logger.
+      The logged `lr` is the step size the group's next update applies (`optim.effective_lr`): `group["lr"]`,
+      except for learning-rate-free optimizers, whose `group["lr"]` is the multiplier the policy scales (d * lr
+      for D-Adaptation and Prodigy, DoG's eta, Schedule-Free's lr with its warmup); a DoG group is left out
+      before its first step, when its step size is not known yet.
     - Its state (the policy's state) goes into checkpoints under `state_key`.
     - With `live` (a `LiveOverride` on the run folder's control file) a person can hold the LR by hand
       (`adaptive-lr set-lr / scale-lr / release-lr`): applied at the next polled step (`live.every_n_steps`), logged as a `human` decision, and
@@ -267,9 +273,12 @@ class LRControl(Callback):
         return chosen
 
     def _log_lr(self, trainer: L.Trainer) -> None:
-        lrs = [g["lr"] for g in self._param_groups(trainer)]
-        record = {"lr": lrs[0]} | {f"lr/pg{i}": lr for i, lr in enumerate(lrs) if i > 0}
-        self._log(trainer, record)
+        # the step size applied, not the multiplier a learning-rate-free optimizer keeps in group["lr"]; DoG's eta
+        # is a tensor: a host sync, at this logging cadence only
+        lrs = [effective_lr(g) for g in self._param_groups(trainer)]
+        record = {"lr" if i == 0 else f"lr/pg{i}": lr for i, lr in enumerate(lrs) if lr is not None}
+        if record:
+            self._log(trainer, record)
 
     @staticmethod
     def _log(trainer: L.Trainer, metrics: dict[str, float]) -> None:

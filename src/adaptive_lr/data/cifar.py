@@ -39,7 +39,16 @@ import torch
 
 from adaptive_lr.data.augment import Normalize, random_crop_flip
 from adaptive_lr.data.base import InMemoryDataModule
-from adaptive_lr.data.source import cache_root, cached, candidate_dirs, not_found, source_key
+from adaptive_lr.data.source import (
+    DECODE_ERRORS,
+    DataError,
+    cache_root,
+    cached,
+    candidate_dirs,
+    fetch,
+    not_found,
+    source_key,
+)
 from adaptive_lr.data.splits import holdout_split
 
 PathLike = str | os.PathLike[str] | None
@@ -95,15 +104,20 @@ class PickleSource:
 
     def _read(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.folder / name
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+        except (*DECODE_ERRORS, ValueError) as err:
+            raise DataError(f"{path}: not a readable CIFAR pickle ({err})") from err
+        if not isinstance(batch, dict):
+            raise DataError(f"{path}: a CIFAR pickle holds a dict, found {type(batch).__name__}")
         missing = [k for k in (b"data", self.variant.label_key) if k not in batch]
         if missing:
-            raise ValueError(f"{path}: no {missing} in this CIFAR pickle; keys: {sorted(batch)}")
+            raise DataError(f"{path}: no {missing} in this CIFAR pickle; keys: {sorted(batch)}")
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[self.variant.label_key], dtype=np.int64)
         if data.ndim != 2 or data.shape[1] != int(np.prod(IMAGE_SHAPE)) or len(data) != len(labels):
-            raise ValueError(f"{path}: data {data.shape} and {len(labels)} labels; expected [N, 3072] and N labels")
+            raise DataError(f"{path}: data {data.shape} and {len(labels)} labels; expected [N, 3072] and N labels")
         return torch.from_numpy(data.reshape(-1, *IMAGE_SHAPE).copy()), torch.from_numpy(labels)
 
     def decode(self) -> dict[str, torch.Tensor]:
@@ -128,16 +142,16 @@ def decode_images(entries: Sequence[tuple[str, str, str, torch.Tensor]], num_cla
     """Decoded uint8 tensors from (split, class, name, encoded bytes as a uint8 tensor) entries (rules 1, 2)."""
     classes = sorted({c for split, c, _, _ in entries if split == "train"})
     if len(classes) != num_classes:
-        raise ValueError(f"{where}: found {len(classes)} train classes, expected {num_classes}: {classes[:12]}")
+        raise DataError(f"{where}: found {len(classes)} train classes, expected {num_classes}: {classes[:12]}")
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted({c for split, c, _, _ in entries if split == "test" and c not in index})
     if unknown:
-        raise ValueError(f"{where}: test classes {unknown} have no train folder")
+        raise DataError(f"{where}: test classes {unknown} have no train folder")
     out: dict[str, torch.Tensor] = {}
     for split in SPLITS:
         rows = sorted(((index[c], name, data) for s, c, name, data in entries if s == split), key=lambda r: r[:2])
         if not rows:
-            raise ValueError(f"{where}: no {split} images (expected {split}/<class>/<image>)")
+            raise DataError(f"{where}: no {split} images (expected {split}/<class>/<image>)")
         out[f"x_{split}"] = torch.stack(_decode_all([data for _, _, data in rows], [name for _, name, _ in rows]))
         out[f"y_{split}"] = torch.tensor([label for label, _, _ in rows], dtype=torch.long)
     return out
@@ -149,14 +163,22 @@ def _decode_all(encoded: list[torch.Tensor], names: list[str]) -> list[torch.Ten
     jpeg = [i for i, data in enumerate(encoded) if data[:2].tolist() == [0xFF, 0xD8]]
     images: list[torch.Tensor | None] = [None] * len(encoded)
     if jpeg:
-        for i, image in zip(jpeg, decode_jpeg([encoded[i] for i in jpeg], mode=ImageReadMode.RGB), strict=True):
+        try:
+            decoded = decode_jpeg([encoded[i] for i in jpeg], mode=ImageReadMode.RGB)
+        except RuntimeError as err:  # one damaged JPEG fails the batch, and the message does not say which
+            raise DataError(f"a JPEG among {len(jpeg)} images ({names[jpeg[0]]}, ...) cannot be decoded: "
+                            f"{str(err).splitlines()[0]}") from err
+        for i, image in zip(jpeg, decoded, strict=True):
             images[i] = image  # rule 2: one batched call
     for i, data in enumerate(encoded):
         if images[i] is None:
-            images[i] = decode_image(data, mode=ImageReadMode.RGB)
+            try:
+                images[i] = decode_image(data, mode=ImageReadMode.RGB)
+            except RuntimeError as err:
+                raise DataError(f"{names[i]}: not a decodable image ({str(err).splitlines()[0]})") from err
     for image, name in zip(images, names, strict=True):
         if tuple(image.shape) != IMAGE_SHAPE:  # type: ignore[union-attr]
-            raise ValueError(f"{name}: image of shape {tuple(image.shape)}, expected {IMAGE_SHAPE}")  # type: ignore[union-attr]
+            raise DataError(f"{name}: image of shape {tuple(image.shape)}, expected {IMAGE_SHAPE}")  # type: ignore[union-attr]
     return images  # type: ignore[return-value]
 
 
@@ -203,16 +225,20 @@ class ArchiveSource:
 
     def decode(self) -> dict[str, torch.Tensor]:
         opener = gzip.open if self.path.suffix in (".gz", ".tgz") else open
-        with opener(self.path, "rb") as f:
-            raw = bytearray(f.read())
-        buffer = torch.frombuffer(raw, dtype=torch.uint8)
         entries = []
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
-            for member in tar.getmembers():  # headers only; each member's bytes are a slice of `buffer`
-                where = _tree_entry(PurePosixPath(member.name)) if member.isfile() else None
-                if where is not None:
-                    data = buffer[member.offset_data : member.offset_data + member.size]
-                    entries.append((*where, member.name, data))
+        try:
+            with opener(self.path, "rb") as f:
+                raw = bytearray(f.read())
+            buffer = torch.frombuffer(raw, dtype=torch.uint8)
+            with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+                for member in tar.getmembers():  # headers only; each member's bytes are a slice of `buffer`
+                    where = _tree_entry(PurePosixPath(member.name)) if member.isfile() else None
+                    if where is not None:
+                        data = buffer[member.offset_data : member.offset_data + member.size]
+                        entries.append((*where, member.name, data))
+        except DECODE_ERRORS as err:
+            raise DataError(f"{self.path}: not a readable (gzipped) tar of train/<class>/<image> and "
+                            f"test/<class>/<image> ({err})") from err
         return decode_images(entries, self.variant.num_classes, str(self.path))
 
 
@@ -265,6 +291,12 @@ class CIFARDataModule(InMemoryDataModule):
         self.train_transform = ImageTransform(normalize, augment, crop_padding)
         self.eval_transform = ImageTransform(normalize, False, 0)
 
+    def expected(self) -> list[str]:
+        """The files any one source needs, for the not-found message."""
+        v = self.variant
+        return [f"{v.pickle_folder}/{{{','.join((*v.train_pickles, *v.test_pickles))}}}",
+                "train/<class>/*.jpg and test/<class>/*.jpg", self.archive]
+
     def source(self) -> PickleSource | TreeSource | ArchiveSource:
         """The first source found (folder by folder, each in the order a, b, c), else the download (or an error)."""
         v = self.variant
@@ -279,12 +311,12 @@ class CIFARDataModule(InMemoryDataModule):
         if found is None and self.download:
             import torchvision.datasets
 
-            getattr(torchvision.datasets, v.torchvision_class)(root=str(downloads), download=True)
+            dataset = getattr(torchvision.datasets, v.torchvision_class)
+            fetch(lambda: dataset(root=str(downloads), download=True), v.name, [*searched, downloads],
+                  self.expected())
             found = PickleSource.find(downloads, v, self.archive)
         if found is None:
-            expected = [f"{v.pickle_folder}/{{{','.join((*v.train_pickles, *v.test_pickles))}}}",
-                        "train/<class>/*.jpg and test/<class>/*.jpg", self.archive]
-            raise not_found(v.name, [*searched, downloads], expected,
+            raise not_found(v.name, [*searched, downloads], self.expected(),
                             hint="(any one of these), or set data.download=true (needs network).")
         return found
 

@@ -40,7 +40,16 @@ from typing import TYPE_CHECKING
 import torch
 
 from adaptive_lr.data.base import InMemoryDataModule
-from adaptive_lr.data.source import cache_root, cached, candidate_dirs, find_dir, not_found, source_key
+from adaptive_lr.data.source import (
+    DataError,
+    cache_root,
+    cached,
+    candidate_dirs,
+    fetch,
+    find_dir,
+    not_found,
+    source_key,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,30 +59,58 @@ UCI_URL = "https://archive.ics.uci.edu/static/public/321/electricityloaddiagrams
 
 
 # -- sources ---------------------------------------------------------------------------------------------------------
+def _read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
+    """pandas.read_csv, with an empty, undecodable or malformed file a `DataError` naming it."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        reason = str(err).splitlines()[0]
+        raise DataError(f"electricity: {path.name} is not a readable CSV ({reason})") from err
+
+
+def _numeric(frame: pd.DataFrame, file: str) -> pd.DataFrame:
+    """The columns as float64; a value that is not a number is a `DataError` naming its column and row."""
+    import pandas as pd
+
+    for column in frame.columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna()
+        if bad.any():
+            row = frame.index[bad.to_numpy().argmax()]
+            raise DataError(f"electricity: column {column!r} of {file} has a non-numeric value "
+                            f"{frame[column][row]!r} at row {row}; every value must be a number")
+    return frame.astype("float64")
+
+
 def _check_series(frame: pd.DataFrame, file: str) -> None:
     """Raise a ValueError naming the column, the count and the first row of any missing value."""
     for column in frame.columns:
         missing = frame[column].isna()
         if missing.any():
             first = frame.index[missing.to_numpy().argmax()]
-            raise ValueError(
+            raise DataError(
                 f"electricity: column {column!r} of {file} has {int(missing.sum())} missing values "
                 f"(first at {first}); fill or drop them before forecasting"
             )
 
 
 def _check_regular(times: pd.Series | pd.Index, file: str) -> None:
-    """Raise a ValueError unless the timestamps are strictly increasing with one constant step (a season is a
-    fixed number of steps)."""
+    """Raise a DataError unless the timestamps are strictly increasing with one constant step (a season is a
+    fixed number of steps): a duplicated, unsorted or missing timestamp names its row."""
     import pandas as pd
 
-    diffs = pd.Series(times).diff().iloc[1:]
+    times = pd.Series(times)
+    diffs = times.diff().iloc[1:]
     if len(diffs) and ((diffs != diffs.iloc[0]).any() or diffs.iloc[0] <= pd.Timedelta(0)):
-        bad = int((diffs != diffs.iloc[0]).to_numpy().argmax()) + 1
-        raise ValueError(
-            f"electricity: {file} is not a regular time series: the step at row {bad} "
-            f"({pd.Series(times).iloc[bad - 1]} -> {pd.Series(times).iloc[bad]}) differs from the first "
-            f"({diffs.iloc[0]})"
+        first_bad = diffs.iloc[0] <= pd.Timedelta(0)
+        bad = 1 if first_bad else int((diffs != diffs.iloc[0]).to_numpy().argmax()) + 1
+        step = diffs.iloc[bad - 1]
+        what = "does not increase" if step <= pd.Timedelta(0) else f"differs from the first ({diffs.iloc[0]})"
+        raise DataError(
+            f"electricity: {file} is not a regular time series (timestamps must increase by one constant "
+            f"step): the step at row {bad} ({times.iloc[bad - 1]} -> {times.iloc[bad]}) {what}"
         )
 
 
@@ -110,15 +147,19 @@ class VicElecCSV:
     def _decode(self, path: Path, columns: list[str]) -> torch.Tensor:
         import pandas as pd
 
-        frame = pd.read_csv(path)
+        frame = _read_csv(path)
         unknown = [c for c in [self.time_column, *columns] if c not in frame.columns]
         if unknown:
-            raise ValueError(
+            raise DataError(
                 f"electricity: {path.name} has no column {unknown}; columns: {list(frame.columns)}"
             )
-        times = pd.to_datetime(frame[self.time_column], utc=True)
+        try:
+            times = pd.to_datetime(frame[self.time_column], utc=True)
+        except (ValueError, TypeError) as err:
+            raise DataError(f"electricity: column {self.time_column!r} of {path.name} holds a value that is "
+                            f"not a timestamp ({str(err).splitlines()[0]})") from err
         _check_regular(times, path.name)
-        values = frame[columns].astype("float64")
+        values = _numeric(frame[columns], path.name)
         _check_series(values, path.name)
         return torch.tensor(values.to_numpy()).unsqueeze(0)
 
@@ -141,7 +182,7 @@ class UCIElectricity:
     def load(self, data_dir: PathLike, cache_dir: PathLike, download: bool) -> torch.Tensor:
         """The selected clients as float64 [n_clients, T, 1]."""
         if isinstance(self.clients, int) and self.clients < 1:
-            raise ValueError(
+            raise DataError(
                 f"electricity: clients must be a positive int or a list of names, got {self.clients!r}"
             )
         searched = candidate_dirs(self.dataset, data_dir, *self.folders)
@@ -153,8 +194,14 @@ class UCIElectricity:
             from torchvision.datasets.utils import download_and_extract_archive
 
             downloads.mkdir(parents=True, exist_ok=True)
-            download_and_extract_archive(
-                UCI_URL, str(downloads), filename="electricityloaddiagrams20112014.zip", remove_finished=True
+            zip_name = "electricityloaddiagrams20112014.zip"
+            fetch(
+                lambda: download_and_extract_archive(
+                    UCI_URL, str(downloads), filename=zip_name, remove_finished=True
+                ),
+                self.dataset,
+                [*searched, downloads],
+                [self.file],
             )
             folder = downloads if (downloads / self.file).exists() else None
         if folder is None:
@@ -173,23 +220,21 @@ class UCIElectricity:
         )["values"]
 
     def _decode(self, path: Path, clients: int | list[str]) -> torch.Tensor:
-        import pandas as pd
-
         with open(path, encoding="utf-8") as f:
             header = [c.strip().strip('"') for c in f.readline().rstrip("\n").split(";")]
         names = header[1:]
         if isinstance(clients, int):
             if clients > len(names):
-                raise ValueError(f"electricity: clients={clients} but {path.name} has {len(names)} clients")
+                raise DataError(f"electricity: clients={clients} but {path.name} has {len(names)} clients")
             chosen = names[:clients]
         else:
             unknown = [c for c in clients if c not in names]
             if unknown:
-                raise ValueError(
+                raise DataError(
                     f"electricity: unknown clients {unknown}; {path.name} has {names[:3]}...{names[-1:]}"
                 )
             chosen = clients
-        frame = pd.read_csv(
+        frame = _read_csv(
             path,
             sep=";",
             decimal=",",
@@ -197,7 +242,7 @@ class UCIElectricity:
             index_col=0,
             parse_dates=[0],
         )
-        frame = frame[chosen].astype("float64")
+        frame = _numeric(frame[chosen], path.name)
         _check_regular(frame.index, path.name)
         _check_series(frame, path.name)
         if self.freq is not None:
@@ -305,7 +350,7 @@ class ElectricityDataModule(InMemoryDataModule):
         origins = tuple(range(lo, hi - self.horizon + 1, step) for lo, hi, step in spans)
         for split, span in zip(("train", "val", "test"), origins, strict=True):
             if len(span) == 0:
-                raise ValueError(
+                raise DataError(
                     f"electricity: the {split} split of a {length}-step series has no window of lookback "
                     f"{self.lookback} + horizon {self.horizon} (season {self.season}); use a longer series, "
                     "larger fractions or a shorter window"

@@ -30,7 +30,16 @@ from pathlib import Path
 import torch
 
 from adaptive_lr.data.base import InMemoryDataModule
-from adaptive_lr.data.source import cache_root, cached, candidate_dirs, not_found, source_key
+from adaptive_lr.data.source import (
+    DECODE_ERRORS,
+    DataError,
+    cache_root,
+    cached,
+    candidate_dirs,
+    fetch,
+    not_found,
+    source_key,
+)
 from adaptive_lr.data.text import TextTokenizer, WordVocabTokenizer
 
 PathLike = str | os.PathLike[str] | None
@@ -46,12 +55,17 @@ Reviews = dict[str, tuple[list[str], list[int]]]  # split -> (texts, labels)
 
 
 # -- sources ---------------------------------------------------------------------------------------------------------
-def _ordered(items: Iterable[tuple[str, str, int, str]]) -> Reviews:
-    """(split, label name, id, text) records -> per split texts and labels in (label, id) order (rule 4)."""
+def _ordered(items: Iterable[tuple[str, str, int, str]], where: Path) -> Reviews:
+    """(split, label name, id, text) records -> per split texts and labels in (label, id) order (rule 4); a
+    split without reviews of both labels is a `DataError` naming the source."""
     out: Reviews = {}
     for split in SPLITS:
         rows = sorted((LABELS[lab], rid, text) for s, lab, rid, text in items if s == split)
         out[split] = ([t for _, _, t in rows], [lab for lab, _, _ in rows])
+        missing = [name for name, label in LABELS.items() if label not in out[split][1]]
+        if missing:
+            raise DataError(f"imdb: {where} has no labelled {split}/{'|'.join(missing)} reviews; expected "
+                            f"{EXPECTED[0]}")
     return out
 
 
@@ -67,7 +81,11 @@ def _tar_records(path: Path) -> Iterator[tuple[str, str, int, str]]:
 
 def read_tarball(path: Path) -> Reviews:
     """The labelled reviews of an aclImdb tarball, read straight from its members."""
-    return _ordered(list(_tar_records(path)))
+    try:
+        records = list(_tar_records(path))
+    except DECODE_ERRORS as err:
+        raise DataError(f"imdb: {path} is not a readable aclImdb tarball ({err})") from err
+    return _ordered(records, path)
 
 
 def read_folder(root: Path) -> Reviews:
@@ -78,8 +96,11 @@ def read_folder(root: Path) -> Reviews:
             for file in (root / split / label).glob("*.txt"):
                 match = _MEMBER.search(file.as_posix())
                 if match:
-                    records.append((split, label, int(match[3]), file.read_text(encoding="utf-8")))
-    return _ordered(records)
+                    try:
+                        records.append((split, label, int(match[3]), file.read_text(encoding="utf-8")))
+                    except UnicodeDecodeError as err:
+                        raise DataError(f"imdb: {file} is not UTF-8 text ({err})") from err
+    return _ordered(records, root)
 
 
 def read_hf(cache: Path) -> Reviews:
@@ -153,7 +174,7 @@ class IMDBDataModule(InMemoryDataModule):
                 raise not_found(DATASET, searched, EXPECTED, hint=(
                     "download=true needs the Hugging Face `datasets` package (pip install datasets), which is not "
                     "installed; or put aclImdb-labelled.tar.gz in the data directory.")) from None
-            return ("hf-imdb",), [], lambda: read_hf(hf_cache)
+            return ("hf-imdb",), [], lambda: fetch(lambda: read_hf(hf_cache), DATASET, searched, EXPECTED)
         raise not_found(DATASET, searched, EXPECTED,
                         hint="Set data.download=true (needs the `datasets` package) or copy the IMDB tarball there.")
 
@@ -162,7 +183,7 @@ class IMDBDataModule(InMemoryDataModule):
         train_texts, train_labels = reviews["train"]
         n = len(train_texts)
         if n <= self.val_size:
-            raise ValueError(f"data.val_size={self.val_size} leaves no training reviews (train has {n})")
+            raise DataError(f"data.val_size={self.val_size} leaves no training reviews (train has {n})")
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed)).tolist()  # rule 5
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]
         fit_texts = [train_texts[i] for i in train_idx]

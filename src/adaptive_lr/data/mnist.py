@@ -27,7 +27,17 @@ import numpy as np
 import torch
 
 from adaptive_lr.data.base import InMemoryDataModule
-from adaptive_lr.data.source import cache_root, cached, candidate_dirs, find_dir, not_found, source_key
+from adaptive_lr.data.source import (
+    DECODE_ERRORS,
+    DataError,
+    cache_root,
+    cached,
+    candidate_dirs,
+    fetch,
+    find_dir,
+    not_found,
+    source_key,
+)
 from adaptive_lr.data.splits import holdout_split
 
 PathLike = str | os.PathLike[str] | None
@@ -56,19 +66,22 @@ DATASETS = {
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """The array stored in a gzipped IDX file, after checking its magic number and that its size matches its dims."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+    try:
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    except DECODE_ERRORS as err:  # truncated, or not gzip at all
+        raise DataError(f"{path}: not a readable gzipped IDX file ({err})") from err
     if len(data) < 4:
-        raise ValueError(f"{path}: not an IDX file ({len(data)} bytes)")
+        raise DataError(f"{path}: not an IDX file ({len(data)} bytes)")
     found = int.from_bytes(data[:4], "big")
     if found != magic:
-        raise ValueError(f"{path}: IDX magic number {found:#010x}, expected {magic:#010x} "
+        raise DataError(f"{path}: IDX magic number {found:#010x}, expected {magic:#010x} "
                          f"(type {IDX_UBYTE:#04x} with {magic & 0xFF} dims)")
     ndim = data[3]
     header = 4 + 4 * ndim
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(data) != header + int(np.prod(dims)):
-        raise ValueError(f"{path}: IDX dims {dims} need {int(np.prod(dims))} bytes of data, found {len(data) - header}")
+        raise DataError(f"{path}: IDX dims {dims} need {int(np.prod(dims))} bytes of data, found {len(data) - header}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -79,7 +92,7 @@ def decode_idx(folder: Path) -> dict[str, torch.Tensor]:
                    strict=True))
     for split in ("train", "test"):
         if len(out[f"x_{split}"]) != len(out[f"y_{split}"]):
-            raise ValueError(f"{folder}: {split} has {len(out[f'x_{split}'])} images but "
+            raise DataError(f"{folder}: {split} has {len(out[f'x_{split}'])} images but "
                              f"{len(out[f'y_{split}'])} labels")
     return out
 
@@ -122,7 +135,9 @@ class MNISTDataModule(InMemoryDataModule):
         if folder is None and self.download:
             import torchvision.datasets
 
-            getattr(torchvision.datasets, spec.torchvision_class)(root=str(downloads), download=True)
+            dataset = getattr(torchvision.datasets, spec.torchvision_class)
+            fetch(lambda: dataset(root=str(downloads), download=True), spec.name,
+                  [*searched, downloads / raw], IDX_FILES)
             folder = find_dir(spec.name, [downloads / raw], IDX_FILES)
         if folder is None:
             raise not_found(spec.name, [*searched, downloads / raw], IDX_FILES,

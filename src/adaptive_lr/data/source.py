@@ -5,6 +5,7 @@ Every real-data DataModule resolves its files the same way:
      and laid out like `../shared/datasets` (`<data_dir>/<dataset>/<files>`);
   2. the download path its library offers (torchvision, Hugging Face), into the writable cache;
   3. else `DataNotFoundError`: one message naming the dataset, every folder searched and the files expected.
+A file that is found but cannot be used (damaged, wrong format, bad values) raises `DataError` naming it.
 
 Decoded tensors are written once to the cache folder (`cache_dir` argument, else `$ADAPTIVE_LR_CACHE_DIR`, else
 `$ADAPTIVE_LR_HOME/.cache/adaptive-lr`, else `./.cache/adaptive-lr`), never into the data directory, under a key
@@ -15,18 +16,34 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
+from adaptive_lr.errors import UserError
+from adaptive_lr.runtime import default_cache_dir
+
 ENV_DATA_DIR = "ADAPTIVE_LR_DATA_DIR"
-ENV_CACHE_DIR = "ADAPTIVE_LR_CACHE_DIR"
+T = TypeVar("T")
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(UserError, FileNotFoundError):
     """A dataset is neither in the data directory nor downloadable; the message says what to put where."""
+
+
+class DataError(UserError, ValueError):
+    """A data file exists but cannot be used (truncated, wrong format, missing or misordered values, too short
+    for the configured splits); the message names the file and what was expected."""
+
+
+#: what reading a damaged file raises: truncated or non-gzip `.gz` (EOFError, gzip.BadGzipFile), a broken tar,
+#: pickle or encoding; loaders turn these into a `DataError` naming the file
+DECODE_ERRORS = (OSError, EOFError, tarfile.TarError, pickle.UnpicklingError, UnicodeDecodeError)
 
 
 def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
@@ -37,13 +54,7 @@ def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The writable cache folder for decoded tensors and downloads (created on first use)."""
-    if cache_dir not in (None, ""):
-        root = Path(cache_dir)  # type: ignore[arg-type]
-    elif os.environ.get(ENV_CACHE_DIR):
-        root = Path(os.environ[ENV_CACHE_DIR])
-    else:
-        root = Path(os.environ.get("ADAPTIVE_LR_HOME") or ".") / ".cache" / "adaptive-lr"
-    root = root.expanduser()
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -72,6 +83,17 @@ def not_found(dataset: str, searched: Iterable[Path], expected: Sequence[str], h
     if hint:
         msg += f" {hint}"
     return DataNotFoundError(msg)
+
+
+def fetch(download: Callable[[], T], dataset: str, searched: Iterable[Path], expected: Sequence[str]) -> T:
+    """Run a library's download; a network or server failure (URLError, HTTPError, a timeout, torchvision's
+    "Error downloading") is a `DataNotFoundError` naming the folders searched, not a traceback."""
+    try:
+        return download()
+    except (OSError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = f"The download failed ({reason}); copy the files there."
+        raise not_found(dataset, searched, expected, hint=hint) from err
 
 
 def source_key(*parts: object, files: Iterable[Path] = ()) -> str:

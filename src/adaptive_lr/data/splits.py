@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from adaptive_lr.data.source import DataError
+
 
 def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[torch.Tensor, ...]:
     """A seeded permutation of range(n) cut into disjoint (train, val, test) index tensors."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
+        raise DataError(
             f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, got {val_fraction}, {test_fraction}"
         )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -23,13 +25,13 @@ def holdout_split(labels: torch.Tensor, val_size: int, subset: int | None, seed:
     drawn in the same seeded order; a class with too few images gives all it has)."""
     n = len(labels)
     if not isinstance(val_size, int) or isinstance(val_size, bool) or not 1 <= val_size < n:
-        raise ValueError(f"data.val_size must be an int in [1, {n - 1}] (the train set has {n} images), "
+        raise DataError(f"data.val_size must be an int in [1, {n - 1}] (the train set has {n} images), "
                          f"got {val_size!r}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val, train = order[:val_size], order[val_size:]
     if subset is not None:
         if not isinstance(subset, int) or isinstance(subset, bool) or subset < 1:
-            raise ValueError(f"data.subset must be a positive int or null, got {subset!r}")
+            raise DataError(f"data.subset must be a positive int or null, got {subset!r}")
         per_class, extra = divmod(subset, num_classes)
         train_labels = labels[train]
         train = torch.cat([train[train_labels == c][: per_class + (c < extra)] for c in range(num_classes)])

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -93,8 +95,9 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def read_bundle(folder: Path) -> RunData:
-    """The RunData a bundle holds; BundleError for a missing or malformed bundle, NoRunsError without results."""
+def read_bundle(folder: Path, results_required: bool = True) -> RunData:
+    """The RunData a bundle holds; BundleError for a missing or malformed bundle, NoRunsError without results
+    (unless `results_required` is False: a study part saved while its sweep was still running)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     frames = {}
@@ -119,7 +122,8 @@ def read_bundle(folder: Path) -> RunData:
         frame = frames[name]
         for column, kind in types.items():
             frame[column] = [_float(v) for v in frame[column]] if kind is float else frame[column].astype("int64")
-    require_results(runs, manifest["experiment"], str(folder))
+    if results_required:
+        require_results(runs, manifest["experiment"], str(folder))
     return RunData(experiment=manifest["experiment"], tracking_uri=manifest["source"], runs=runs,
                    epochs=frames["epochs"], lr=frames["lr"], actions=frames["actions"])
 
@@ -150,7 +154,7 @@ def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    data = read_bundle(folder)
+    data = read_bundle(folder, results_required=False)
     client = MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(data.experiment)
     exp_id = found.experiment_id if found else client.create_experiment(data.experiment)
@@ -182,10 +186,22 @@ def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
         if not (data.epochs["run_id"] == run.run_id).any():  # a tuning run: its final val is all a grid reads
             finals[f"val_{run.metric}"] = run.final_val
         metrics += [Metric(k, float(v), ts, last) for k, v in finals.items() if math.isfinite(v)]
-        params = [Param("lr", repr(float(run.lr)))] if math.isfinite(run.lr) else []
+        params = [Param(run.lr_param or "lr", repr(float(run.lr)))] if math.isfinite(run.lr) else []
         for i in range(0, max(len(metrics), 1), _BATCH):
             client.log_batch(run_id, metrics=metrics[i:i + _BATCH], params=params if i == 0 else [],
                              tags=[RunTag("mlflow.runName", run.run_name)] if i == 0 and run.run_name else [])
         client.set_terminated(run_id, "FINISHED")
         imported += 1
     return data.experiment, imported, skipped
+
+
+def save_bundle(experiment: str, tracking_uri: str, reports_root: Path, now: datetime | None = None) -> Path:
+    """Only the bundle of `experiment` (any runs, results or not) into `reports_root/<experiment>/<timestamp>/bundle`:
+    what a study part still running saves before a session ends, for `import_bundle` on the next machine."""
+    from adaptive_lr.reporting.collect import load_runs
+    from adaptive_lr.reporting.report import PROJECT_ROOT, TIMESTAMP_FORMAT, _new_folder
+
+    data = load_runs(experiment, tracking_uri, results_required=False)
+    code = code_trees(list(data.runs["git_commit"]), PROJECT_ROOT)
+    folder = _new_folder(Path(reports_root) / experiment, (now or datetime.now()).strftime(TIMESTAMP_FORMAT))
+    return write_bundle(replace(data, tracking_uri=describe_source(tracking_uri)), folder / "bundle", code)

@@ -44,7 +44,7 @@ RUN_COLUMNS = [
     "run_id", "run_name", "status", "task", "scheduler", "seed", "adaptive", "metric", "mode", "threshold",
     "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "test_baseline", "warm_start", "error", "run_dir",
     "diverged_tag", "phase", "tuning_budget", "start_time", "superseded", "equivalence_margin", "margin_relative",
-    "lr", "final_val",
+    "lr", "lr_param", "final_val",
     *PROVENANCE_TAGS,
 ]  # fmt: skip
 
@@ -135,8 +135,9 @@ def action_name(code: float) -> str:
     return ACTIONS.get(int(code), f"unknown({int(code)})") if code == int(code) else f"unknown({code})"
 
 
-def load_runs(experiment: str, tracking_uri: str) -> RunData:
-    """Read all runs of `experiment` from the store at `tracking_uri`; raise NoRunsError if none FINISHED."""
+def load_runs(experiment: str, tracking_uri: str, results_required: bool = True) -> RunData:
+    """Read all runs of `experiment` from the store at `tracking_uri`; raise NoRunsError if none FINISHED (with
+    `results_required`; without, an experiment of tuning/sweep runs only, as a study part in progress, loads too)."""
     from mlflow.tracking import MlflowClient  # deferred: importing mlflow costs seconds
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -150,7 +151,7 @@ def load_runs(experiment: str, tracking_uri: str) -> RunData:
     order = ["task", "scheduler", "seed", "phase", "run_id"]
     runs = runs.sort_values(order, kind="stable").reset_index(drop=True)
     runs["superseded"] = _superseded(runs)
-    finished = require_results(runs, experiment, tracking_uri)
+    finished = require_results(runs, experiment, tracking_uri) if results_required else _results(runs)
 
     results = set(runs.loc[finished, "run_id"])
     epoch_rows, lr_rows, action_rows = [], [], []
@@ -235,10 +236,16 @@ def _run_row(run: Any) -> dict[str, Any]:
         "margin_relative": tags.get("margin_relative", "").strip().lower() == "true",
         # the initial LR (or a learning-rate-free optimizer's multiplier) and the last validation value: what a
         # sweep's sensitivity plot needs of every run, histories or not
-        "lr": _number(run.data.params.get("lr"), float),
+        "lr": _number(run.data.params.get(_lr_param(run.data.params)), float),
+        "lr_param": _lr_param(run.data.params),
         "final_val": values.get(f"val_{metric}", math.nan),
         **{name: tags.get(name, "") for name in PROVENANCE_TAGS},
     }
+
+
+def _lr_param(params: dict[str, str]) -> str:
+    """The parameter that sets a run's step size: a learning-rate-free optimizer's `lr_multiplier`, else `lr`."""
+    return "lr_multiplier" if "lr_multiplier" in params else "lr"
 
 
 def _number(text: str | None, kind: type) -> Any:

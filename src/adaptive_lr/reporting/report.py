@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ import pandas as pd
 
 from adaptive_lr.reporting import plots
 from adaptive_lr.reporting.bundle import (
+    BundleError,
     code_trees,
     describe_source,
     read_bundle,
@@ -99,10 +100,33 @@ def write_report(experiment: str, tracking_uri: str, reports_root: Path, now: da
     return _write(data, code, reports_root, now, tau_max, alpha)
 
 
-def write_report_from_bundle(bundle: Path, reports_root: Path, now: datetime | None = None,
-                             tau_max: float = TAU_MAX, alpha: float = ALPHA) -> Path:
-    """Report the runs of a bundle folder (no store needed); return the path of report.md."""
-    return _write(read_bundle(bundle), read_manifest(bundle)["code"], reports_root, now, tau_max, alpha)
+def write_report_from_bundle(bundle: Path | Sequence[Path], reports_root: Path, now: datetime | None = None,
+                             tau_max: float = TAU_MAX, alpha: float = ALPHA, name: str | None = None) -> Path:
+    """Report the runs of one bundle folder, or of several merged into one report named `name` (a study built from
+    each part's committed bundle); no store needed. Return the path of report.md."""
+    bundles = [Path(bundle)] if isinstance(bundle, (str, Path)) else [Path(b) for b in bundle]
+    parts = [read_bundle(b) for b in bundles]
+    code = {commit: trees for b in bundles for commit, trees in read_manifest(b)["code"].items()}
+    data = parts[0] if len(parts) == 1 and name is None else merge(parts, name)
+    return _write(data, code, reports_root, now, tau_max, alpha)
+
+
+def merge(parts: Sequence[RunData], name: str | None = None) -> RunData:
+    """One RunData from several experiments' (one study's parts): when they are different experiments, each task is
+    labelled with its experiment (`mnist (study-mnist-untuned)`), so tracks of one task never mix in a verdict."""
+    experiments = [p.experiment for p in parts]
+    if len(set(experiments)) != len(experiments):
+        raise BundleError(f"the same experiment twice among the bundles: {', '.join(experiments)}")
+    runs = []
+    for part in parts:
+        part_runs = part.runs.copy()
+        if len(parts) > 1:
+            part_runs["task"] = part_runs["task"] + f" ({part.experiment})"
+        runs.append(part_runs)
+    frames = {f: pd.concat([getattr(p, f) for p in parts], ignore_index=True) for f in ("epochs", "lr", "actions")}
+    sources = sorted({p.tracking_uri for p in parts})
+    return RunData(experiment=name or "+".join(experiments), tracking_uri=", ".join(sources),
+                   runs=pd.concat(runs, ignore_index=True), **frames)
 
 
 def _write(data: RunData, code: dict, reports_root: Path, now: datetime | None, tau_max: float,

@@ -16,12 +16,16 @@ epoch.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from adaptive_lr.errors import UserError
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
@@ -45,10 +49,11 @@ ACTIONS: dict[str, int] = {
     "hypergradient": 9,  # the LR moved along its hypergradient
     "line_search": 10,  # the LR was set to the best of the probed candidates
     "human": 11,  # a person set the LR by hand (live control)
+    "anneal": 12,  # the terminal anneal moved the LR along its cooldown (the controller no longer steers)
 }
 
 
-class PolicyConfigError(ValueError):
+class PolicyConfigError(UserError, ValueError):
     """A policy was built with an invalid argument; the message names the argument and the allowed values."""
 
 
@@ -114,9 +119,48 @@ def require_lr_bounds(min_lr: float, max_lr: float) -> tuple[float, float]:
 
 
 def require_mode(mode: str) -> Mode:
-    if mode not in ("min", "max"):
-        raise PolicyConfigError(f"mode must be one of ['min', 'max'], got {mode!r}")
-    return mode  # type: ignore[return-value]
+    return require_choice("mode", mode, ("min", "max"))  # type: ignore[return-value]
+
+
+def require_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """One of `choices`; the message lists them."""
+    if value not in choices:
+        raise PolicyConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def require_monitor(monitor: str) -> str:
+    """A non-empty metric name (the metric a feedback policy watches)."""
+    if not isinstance(monitor, str) or not monitor:
+        raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
+    return monitor
+
+
+def _recording_init_args(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a policy's `__init__` so that the outermost call (the built class's) records `init_args`."""
+    signature = inspect.signature(init)
+    kinds = {p.name: p.kind for p in signature.parameters.values()}
+
+    @functools.wraps(init)
+    def recording_init(self: LRPolicy, *args: Any, **kwargs: Any) -> None:
+        try:
+            bound = None if "init_args" in self.__dict__ else signature.bind(self, *args, **kwargs)
+        except TypeError:
+            bound = None  # a call that does not fit: `init` raises its own error below
+        if bound is not None:
+            bound.apply_defaults()
+            named: dict[str, Any] | None = {}
+            for name, value in list(bound.arguments.items())[1:]:  # [0] is self
+                if kinds[name] is inspect.Parameter.VAR_POSITIONAL:
+                    named = None if value else named
+                elif kinds[name] is inspect.Parameter.VAR_KEYWORD:
+                    named = None if named is None else {**named, **value}
+                elif named is not None:
+                    named[name] = value
+            self.init_args = named
+        init(self, *args, **kwargs)
+
+    return recording_init
 
 
 class LRPolicy:
@@ -138,6 +182,17 @@ class LRPolicy:
     decides_before_step: bool = False
     #: True: the policy learns something worth keeping after the run (`save_learned(path)`, for warm starts)
     learns: bool = False
+
+    #: the arguments the policy was built with, by name (defaults included, `**kwargs` flattened), recorded by
+    #: the outermost `__init__`; None when they cannot be named (a `*args` constructor). `PolicyLR.state_dict`
+    #: saves them so that a restored policy gets the saved hyperparameters.
+    init_args: dict[str, Any] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            cls.__init__ = _recording_init_args(init)  # type: ignore[method-assign]
 
     def __init__(self) -> None:
         self.base_lrs: list[float] = []

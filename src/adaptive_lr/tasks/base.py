@@ -27,11 +27,19 @@ metric names. Everything else lives here once:
      `train_eval_dataloader`) is evaluated the same way (eval mode, no gradient, no augmentation) and published as
      `train_eval_{name}` with the train metric names: the generalization gap compares it with `val_{metric}`,
      where the running train-mode means of (2) mix dropout and a moving model. It draws no global random numbers,
-     so the training trajectory is unchanged.
+     so the training trajectory is unchanged;
+  8. optimizers with `train()`/`eval()` modes (Schedule-Free, `optim.AveragedDoG`: their evaluation point, the
+     averaged weights, differs from the point where gradients are taken) are in train mode for every training
+     step and in eval mode everywhere else: switched to train at train start and after every validation during
+     fit (validation may run mid-epoch), to eval at every validation start and at train end (so test, and
+     whoever uses the module after fit, see the averaged weights). A checkpoint holds the eval-mode state, as
+     Schedule-Free's README requires: inside validation it already is; a checkpoint written during training
+     (at train-epoch end) takes the weights and optimizer states again in eval mode, then switches back.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -64,6 +72,7 @@ class EpochMeanTask(L.LightningModule):
 
     metric: str = ""
     metric_mode: str = ""
+    _optimizers_training = False  # whether optimizers with modes were last switched to train (docstring, 8)
 
     def __init__(
         self,
@@ -164,6 +173,7 @@ class EpochMeanTask(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._direct = self._direct_step()
+        self._set_optimizer_mode(train=True)
 
     def _direct_step(self) -> tuple[LightningOptimizer, tuple[StepHook, ...]] | None:
         """What a direct step needs, or None where Lightning's path must run (module docstring, 1)."""
@@ -215,6 +225,44 @@ class EpochMeanTask(L.LightningModule):
     for _step in (training_step, validation_step, test_step):
         _step.__signature__ = inspect.signature(_step)  # type: ignore[attr-defined]
     del _step
+
+    # -- optimizers with train/eval modes (docstring, 8) -------------------------------------------------------------
+    def _moded_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in self.trainer.optimizers
+                if callable(getattr(o, "train", None)) and callable(getattr(o, "eval", None))]
+
+    def _set_optimizer_mode(self, train: bool) -> None:
+        for optimizer in self._moded_optimizers():
+            getattr(optimizer, "train" if train else "eval")()
+        self._optimizers_training = train
+
+    def on_validation_start(self) -> None:
+        self._set_optimizer_mode(train=False)
+
+    def on_validation_end(self) -> None:
+        # after callbacks' on_validation_end, so a checkpoint written at validation end is in eval mode; the
+        # sanity check runs before training, whose start switches to train mode
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
+            self._set_optimizer_mode(train=True)
+
+    def on_train_end(self) -> None:
+        self._set_optimizer_mode(train=False)
+
+    def on_test_start(self) -> None:
+        self._set_optimizer_mode(train=False)  # after fit the trainer holds no optimizer: on_train_end did it
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not (self._optimizers_training and self._moded_optimizers()):
+            return
+        strategy = self.trainer.strategy
+        self._set_optimizer_mode(train=False)
+        try:  # copies: switching back to train mode changes the parameters and states in place
+            checkpoint["state_dict"] = {k: v.clone() for k, v in strategy.lightning_module_state_dict().items()}
+            if "optimizer_states" in checkpoint:
+                checkpoint["optimizer_states"] = [copy.deepcopy(strategy.optimizer_state(o))
+                                                  for o in self.trainer.optimizers]
+        finally:
+            self._set_optimizer_mode(train=True)
 
     # -- controllers' probe ------------------------------------------------------------------------------------------
     def probe_loss(self, batch: Sequence[torch.Tensor]) -> float:

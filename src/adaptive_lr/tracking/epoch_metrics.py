@@ -10,12 +10,17 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from adaptive_lr.tracking.loggers import MLflowRunLogger
+
 
 class EpochMetrics(Callback):
     """At the end of every training epoch (after its validation) logs, with step = epoch number (1-based):
     every metric the task logged (`train_loss`, `val_loss`, `train_<metric>`, `val_<metric>`, `nonfinite_steps`),
     `epoch_time_s` (wall-clock seconds since training started, controller overhead included) and `epoch_lr`
     (the LR of param group 0 when the epoch started, i.e. before that epoch's controller decision).
+
+    MLflow loggers are flushed right after (one store write per epoch, ~10-20 ms): this callback runs before any
+    checkpoint callback, so a checkpoint never exists for an epoch whose metrics are not stored.
 
     This is the one host sync of the epoch. A non-finite training loss is recorded, never dropped: the epoch's
     `nonfinite_steps` is logged and, with `stop_on_nonfinite`, training stops and `diverged_epoch` is set.
@@ -67,6 +72,8 @@ class EpochMetrics(Callback):
                 trainer.should_stop = True
         for logger in trainer.loggers:
             logger.log_metrics(record, step=epoch)
+            if isinstance(logger, MLflowRunLogger):  # crash safety: the epoch is in the store before its checkpoint
+                logger.flush()
 
     def state_dict(self) -> dict[str, Any]:
         return {"elapsed_s": self.elapsed_s, "diverged_epoch": self.diverged_epoch}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from argparse import Namespace
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -31,7 +32,11 @@ class MLflowRunLogger(Logger):
     `save()` point: `log_metrics` never waits for the store. `flush()` (and `finalize`) writes the rest and waits
     until MLflow holds every metric logged so far; a write that failed raises there (or at the next hand-over), so
     no metric is lost silently. It never sets the run's status: the owner of the run marks it FINISHED only after
-    everything (test metrics, artifacts) is written and flushed.
+    everything (test metrics, artifacts) is written and flushed. `EpochMetrics` flushes it at every epoch end, before
+    that epoch's checkpoint is written, so a killed run keeps every epoch it finished.
+
+    A resumed run replays, identically, what was logged between its checkpoint and the interruption: `skip_stored`
+    makes the logger drop those values instead of storing them twice.
     """
 
     def __init__(self, tracking_uri: str, run_id: str, flush_every_s: float = 10.0) -> None:
@@ -45,6 +50,7 @@ class MLflowRunLogger(Logger):
         self._last_flush = time.monotonic()
         self._writer: ThreadPoolExecutor | None = None  # started at the first hand-over
         self._pending: list[Future] = []
+        self._stored: Counter[tuple[str, int]] = Counter()  # (key, step) values already in the store (resume)
 
     @property
     def name(self) -> str:
@@ -66,10 +72,25 @@ class MLflowRunLogger(Logger):
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
 
-        ts = int(time.time() * 1000)
-        self._buffer.extend(Metric(key=k, value=float(v), timestamp=ts, step=step or 0) for k, v in metrics.items())
+        ts, step = int(time.time() * 1000), step or 0
+        if self._stored:
+            metrics = {k: v for k, v in metrics.items() if not self._already_stored(k, step)}
+        self._buffer.extend(Metric(key=k, value=float(v), timestamp=ts, step=step) for k, v in metrics.items())
         if len(self._buffer) >= MLFLOW_BATCH_LIMIT:
             self._hand_over()
+
+    def skip_stored(self) -> int:
+        """Count the values the run already holds per (key, step); as many values logged again at that key and step
+        are dropped (a resumed run logs the same values as the interrupted one did). Returns the count."""
+        for key in self.client.get_run(self.run_id).data.metrics:
+            self._stored.update((key, m.step) for m in self.client.get_metric_history(self.run_id, key))
+        return self._stored.total()
+
+    def _already_stored(self, key: str, step: int) -> bool:
+        left = self._stored.pop((key, step), 0)
+        if left > 1:
+            self._stored[(key, step)] = left - 1
+        return left > 0
 
     @rank_zero_only
     def save(self) -> None:

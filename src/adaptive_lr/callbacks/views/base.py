@@ -27,10 +27,12 @@ from lightning.pytorch.callbacks import Callback
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from adaptive_lr.errors import UserError
+
 TRAIN, VAL = 0, 1  # split indices, as in `InMemoryDataModule.splits`
 
 
-class ViewConfigError(ValueError):
+class ViewConfigError(UserError, ValueError):
     """A view was configured with an invalid argument, or for a task it cannot show; the message names it."""
 
 
