@@ -57,12 +57,12 @@ report: $(STAMP)  ## write reports/<EXP>/<timestamp>/report.md from the logged r
 
 # The main study (issue 14): per part (task family) a tuned grid (LR sweep on validation, then the best point x 5
 # seeds) and an untuned one (the plan's lr 0.01). A finished part's report and bundle land in reports/<grid>/; the
-# bundles of parts still running are saved by `make study-save` into study-partial/ (commit them before a session
+# bundles of parts still running are saved by `make study-save` into partial/ (commit them before a session
 # ends) and imported by the next `make study`, on any machine, so the study continues where it stopped.
 STUDY_PARTS ?= mnist fashion-mnist electricity imdb cifar10
 STUDY_GRIDS = $(foreach p,$(STUDY_PARTS),study-$(p) study-$(p)-untuned)
 STUDY_JOBS ?= 2
-PARTIAL := study-partial
+PARTIAL := partial
 STUDY_BUNDLES = $(foreach g,$(STUDY_GRIDS),$(lastword $(sort $(wildcard reports/$(g)/*/bundle))))
 
 study: $(STAMP)  ## run the main study, resuming (needs ADAPTIVE_LR_DATA_DIR); then make study-report
@@ -73,7 +73,7 @@ study: $(STAMP)  ## run the main study, resuming (needs ADAPTIVE_LR_DATA_DIR); t
 	done
 	$(MAKE) study-report
 
-study-save: $(STAMP)  ## save the bundles of study parts not finished yet into study-partial/ (commit them)
+study-save: $(STAMP)  ## save the bundles of study parts not finished yet into partial/ (commit them)
 	@for g in $(STUDY_GRIDS); do \
 		if [ -d reports/$$g ]; then continue; fi; \
 		$(BIN)/adaptive-lr report $$g --bundle-only paths.reports=$(CURDIR)/$(PARTIAL) 2>/dev/null || true; \

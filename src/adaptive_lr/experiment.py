@@ -40,6 +40,7 @@ from typing import Any, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
+from adaptive_lr.compat import pool_processes
 from adaptive_lr.config import EXPERIMENTS_DIR, ConfigError, available, compose
 from adaptive_lr.errors import UserError, one_line
 from adaptive_lr.tracking.run import PARENT_TAG, process_alive, search_all
@@ -630,7 +631,7 @@ class LocalEngine:
                         progress.update(cell, _outcome(future.result), running=min(self.jobs, len(pending)))
             except BaseException:  # Ctrl-C, a config error: running cells stop too (their runs are marked KILLED)
                 pool.shutdown(wait=False, cancel_futures=True)
-                for worker in list(pool._processes.values()):  # the stdlib pool exposes no public handle on them
+                for worker in pool_processes(pool):
                     worker.terminate()
                 raise
 

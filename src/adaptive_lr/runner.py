@@ -189,27 +189,52 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         resume: str | None = None) -> RunResult:
     """Train and test one configured run, tracked in MLflow and TensorBoard. Exceptions mark the run FAILED,
     SIGINT/SIGTERM KILLED (see `TrackedRun`). With `resume` (a run ID; use `resume_run`, which checks it), that
-    KILLED or FAILED run continues, in the same MLflow run and run folder, from its last checkpoint."""
+    KILLED or FAILED run continues, in the same MLflow run and run folder, from its last checkpoint.
+
+    Steps: 1) build every component (config errors before any run exists); 2) where the run lives (a new folder,
+    or the resumed run's own with its last checkpoint); 3) its tags; 4) inside the tracked run: loggers, callbacks,
+    fit and test; 5) what it leaves behind."""
     configure_environment(cfg.paths.cache)  # before mlflow and matplotlib (through lightning) are imported
     import lightning as L
 
-    from adaptive_lr.callbacks import LRControl
-    from adaptive_lr.tracking.checkpoint import CHECKPOINT_DIR, ResumeCheckpoint, last_checkpoint
-    from adaptive_lr.tracking.epoch_metrics import EpochMetrics
-    from adaptive_lr.tracking.loggers import LeanTensorBoardLogger, MLflowRunLogger
-    from adaptive_lr.tracking.run import TrackedRun, mark_orphans, resolve_tracking_uri
-    from adaptive_lr.trainer import NoProfiler
+    from adaptive_lr.tracking.run import TrackedRun
 
     configure_runtime()
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # model init depends on the seed alone
-    parts = build(cfg)  # config errors surface here, before any run is created
-    datamodule, module, policy = parts["datamodule"], parts["module"], parts["policy"]
+    parts = build(cfg)  # 1)
+    place = _place(cfg, resume, ckpt_path)  # 2)
+    parts["datamodule"].setup("fit")
+    t0 = time.perf_counter()
+    with TrackedRun(place.tracking_uri, cfg.experiment, place.run_name, _tags(cfg, parts["datamodule"], tags),
+                    to_container(cfg), place.run_dir, Path(cfg.paths.mlruns) / "artifacts",
+                    resume_run_id=resume) as tracked:  # 3)
+        outcome = _fit_and_test(cfg, parts, place, tracked, resume)  # 4)
+        run_id = tracked.run_id
+    if outcome["resumable"] is not None and not outcome["keep_checkpoints"]:  # 5) FINISHED: nothing to resume
+        outcome["resumable"].remove()
+    return RunResult(run_id, place.run_dir, "FINISHED", outcome["final"], time.perf_counter() - t0,
+                     outcome["fit_seconds"], outcome["epoch_metrics"].elapsed_s)
 
-    paths = cfg.paths
-    tracking_uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(paths.mlruns))
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a run lives: its store, name, folder, the checkpoint it starts from, and how often it writes one."""
+
+    tracking_uri: str
+    run_name: str
+    run_dir: Path
+    ckpt_path: str | None
+    every_n_epochs: int
+
+
+def _place(cfg: DictConfig, resume: str | None, ckpt_path: str | None) -> _Place:
+    from adaptive_lr.tracking.checkpoint import last_checkpoint
+    from adaptive_lr.tracking.run import mark_orphans, resolve_tracking_uri
+
+    tracking_uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_name = f"{cfg.task.name}-{cfg.scheduler.name}-s{cfg.seed}"
-    run_dir = Path(paths.runs) / cfg.experiment / f"{run_name}-{stamp}"
+    run_dir = Path(cfg.paths.runs) / cfg.experiment / f"{run_name}-{stamp}"
     every_n_epochs = cfg.get("checkpoint", {}).get("every_n_epochs", 1)
     if not (isinstance(every_n_epochs, int) and not isinstance(every_n_epochs, bool) and every_n_epochs >= 0):
         raise ConfigError(f"checkpoint.every_n_epochs must be an int >= 0 (0: none), got {every_n_epochs!r}")
@@ -219,7 +244,11 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         run_dir = _stored_run_dir(tracking_uri, resume)
         ckpt = last_checkpoint(run_dir)
         ckpt_path = str(ckpt) if ckpt else None
-    datamodule.setup("fit")
+    return _Place(tracking_uri, run_name, run_dir, ckpt_path, every_n_epochs)
+
+
+def _tags(cfg: DictConfig, datamodule: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """What a report needs to know of a run without reading its config: identity, budget, margins, provenance."""
     tags = {
         "experiment": cfg.experiment, "task": cfg.task.name, "scheduler": cfg.scheduler.name, "seed": cfg.seed,
         "metric": cfg.task.metric, "metric_mode": cfg.task.mode, "threshold": cfg.task.threshold,
@@ -228,77 +257,100 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
         "max_epochs": cfg.trainer.max_epochs, "steps_per_epoch": datamodule.steps_per_epoch(),
         "adaptive": str(bool(cfg.scheduler.adaptive)).lower(), "config_hash": config_hash(cfg),
         "data_checksum": datamodule.fingerprint(),
-        **(tags or {}),
-    }
+        **(extra or {}),
+    }  # fmt: skip
     tags.update(provenance())
     warm_start = cfg.scheduler.policy.get("warm_start")
     if warm_start:  # a learned controller started from another run's policy: reports mark such runs
         tags["warm_start"] = warm_start
-    t0 = time.perf_counter()
-    with TrackedRun(tracking_uri, cfg.experiment, run_name, tags, to_container(cfg), run_dir,
-                    Path(paths.mlruns) / "artifacts", resume_run_id=resume) as tracked:
-        mlflow_logger = MLflowRunLogger(tracking_uri, tracked.run_id, cfg.logger.mlflow_flush_every_s)
-        tracked.flush_on_close(mlflow_logger)
-        if resume is not None:  # what the interrupted run stored is replayed identically: not stored twice
-            mlflow_logger.skip_stored()
-        loggers: list[Any] = [mlflow_logger]
-        if parts["multi_start"]:
-            ms = parts["multi_start"]
-            tracked.set_tags({"multi_start_k": len(ms["losses"]), "multi_start_best": ms["best"]})
-            for i, value in enumerate(ms["losses"]):
-                mlflow_logger.log_metrics({"multi_start_initial_loss": value}, step=i)
-        if cfg.logger.tensorboard:
-            loggers.append(LeanTensorBoardLogger(str(run_dir / "tensorboard")))
-        epoch_metrics = EpochMetrics(stop_on_nonfinite=cfg.stop_on_nonfinite)
-        live = None
-        if cfg.live_control.enabled:
-            from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+    return tags
 
-            live = LiveOverride(run_dir / CONTROL_FILE, cfg.live_control.min_lr, cfg.live_control.max_lr,
-                                cfg.live_control.every_n_steps)
-        callbacks = [
-            epoch_metrics,
-            LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
-                      log_every_n_steps=cfg.logger.log_every_n_steps, live=live),
-        ]
-        callbacks += parts["views"]  # built (and checked) by `build`
-        trainer_kwargs = dict(cfg.trainer)
-        keep_checkpoints = bool(trainer_kwargs.get("enable_checkpointing"))
-        if keep_checkpoints:  # every epoch's checkpoint, kept after the run
-            from lightning.pytorch.callbacks import ModelCheckpoint
 
-            callbacks.append(ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, every_n_epochs=1, save_top_k=-1))
-        resumable = None
-        if every_n_epochs:  # crash safety: the last checkpoint, for `adaptive-lr resume`; dropped once finished
-            resumable = ResumeCheckpoint(run_dir / CHECKPOINT_DIR, every_n_epochs)
-            callbacks.append(resumable)
-            trainer_kwargs["enable_checkpointing"] = True
-        trainer_kwargs.setdefault("profiler", NoProfiler())  # unless the config asks for one (`trainer.profiler=`)
-        trainer = L.Trainer(**trainer_kwargs, logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
-                            default_root_dir=str(run_dir))
-        t_fit = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        fit_seconds = time.perf_counter() - t_fit
-        trainer.test(module, datamodule=datamodule, verbose=False)
-        epochs = trainer.current_epoch
-        final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
-        mlflow_logger.log_metrics(final, step=epochs)
-        mlflow_logger.flush()
-        for logger in loggers[1:]:
-            logger.log_metrics(final, step=epochs)
-            if isinstance(logger, LeanTensorBoardLogger):
-                logger.log_hparams_summary(hparams_of(cfg), final)
-            logger.finalize("success")
-        tracked.set_tags({"epochs_trained": epochs, "diverged": epoch_metrics.diverged_epoch is not None,
-                         "load_avg_end": _load_average()})
-        if (run_dir / "viz").is_dir():
-            tracked.add_artifact(run_dir / "viz")
-        if policy.learns:  # a learning controller: keep what it learned, for warm starts
-            learned = run_dir / "policy_learned.pt"
-            policy.save_learned(learned)
-            tracked.add_artifact(learned)
-        run_id = tracked.run_id
-    if resumable is not None and not keep_checkpoints:  # FINISHED: nothing left to resume
-        resumable.remove()
-    return RunResult(run_id, run_dir, "FINISHED", final, time.perf_counter() - t0, fit_seconds,
-                     epoch_metrics.elapsed_s)
+def _loggers(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked: Any, resume: str | None) -> list:
+    """The MLflow logger (flushed if the run is interrupted; what a resumed run stored is not stored twice),
+    the multi-start record, and TensorBoard when on."""
+    from adaptive_lr.tracking.loggers import LeanTensorBoardLogger, MLflowRunLogger
+
+    mlflow_logger = MLflowRunLogger(place.tracking_uri, tracked.run_id, cfg.logger.mlflow_flush_every_s)
+    tracked.flush_on_close(mlflow_logger)
+    if resume is not None:
+        mlflow_logger.skip_stored()
+    if parts["multi_start"]:
+        ms = parts["multi_start"]
+        tracked.set_tags({"multi_start_k": len(ms["losses"]), "multi_start_best": ms["best"]})
+        for i, value in enumerate(ms["losses"]):
+            mlflow_logger.log_metrics({"multi_start_initial_loss": value}, step=i)
+    tensorboard = [LeanTensorBoardLogger(str(place.run_dir / "tensorboard"))] if cfg.logger.tensorboard else []
+    return [mlflow_logger, *tensorboard]
+
+
+def _callbacks(cfg: DictConfig, parts: dict[str, Any], place: _Place, trainer_kwargs: dict) -> dict[str, Any]:
+    """Epoch metrics, the LR control (with live control when on), the views, and the checkpoints: every epoch's
+    when `trainer.enable_checkpointing`, else only the last, for `adaptive-lr resume` (removed once finished)."""
+    from adaptive_lr.callbacks import LRControl
+    from adaptive_lr.tracking.checkpoint import CHECKPOINT_DIR, ResumeCheckpoint
+    from adaptive_lr.tracking.epoch_metrics import EpochMetrics
+
+    epoch_metrics = EpochMetrics(stop_on_nonfinite=cfg.stop_on_nonfinite)
+    live = None
+    if cfg.live_control.enabled:
+        from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+
+        live = LiveOverride(place.run_dir / CONTROL_FILE, cfg.live_control.min_lr, cfg.live_control.max_lr,
+                            cfg.live_control.every_n_steps)
+    callbacks = [epoch_metrics, LRControl(parts["policy"], interval=cfg.scheduler.interval,
+                                          frequency=cfg.scheduler.frequency,
+                                          log_every_n_steps=cfg.logger.log_every_n_steps, live=live)]
+    callbacks += parts["views"]  # built (and checked) by `build`
+    keep_checkpoints = bool(trainer_kwargs.get("enable_checkpointing"))
+    if keep_checkpoints:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        callbacks.append(ModelCheckpoint(dirpath=place.run_dir / CHECKPOINT_DIR, every_n_epochs=1, save_top_k=-1))
+    resumable = None
+    if place.every_n_epochs:
+        resumable = ResumeCheckpoint(place.run_dir / CHECKPOINT_DIR, place.every_n_epochs)
+        callbacks.append(resumable)
+        trainer_kwargs["enable_checkpointing"] = True
+    return {"callbacks": callbacks, "epoch_metrics": epoch_metrics, "resumable": resumable,
+            "keep_checkpoints": keep_checkpoints}
+
+
+def _fit_and_test(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked: Any,
+                  resume: str | None) -> dict[str, Any]:
+    """Fit (from the place's checkpoint, if any), test, log the test metrics and what the run leaves behind."""
+    import lightning as L
+
+    from adaptive_lr.tracking.loggers import LeanTensorBoardLogger
+    from adaptive_lr.trainer import NoProfiler
+
+    loggers = _loggers(cfg, parts, place, tracked, resume)
+    trainer_kwargs = dict(cfg.trainer)
+    made = _callbacks(cfg, parts, place, trainer_kwargs)
+    trainer_kwargs.setdefault("profiler", NoProfiler())  # unless the config asks for one (`trainer.profiler=`)
+    trainer = L.Trainer(**trainer_kwargs, logger=loggers, callbacks=made["callbacks"], use_distributed_sampler=False,
+                        default_root_dir=str(place.run_dir))
+    module, datamodule = parts["module"], parts["datamodule"]
+    t_fit = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=place.ckpt_path)
+    made["fit_seconds"] = time.perf_counter() - t_fit
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    epochs = trainer.current_epoch
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+    loggers[0].log_metrics(final, step=epochs)
+    loggers[0].flush()
+    for logger in loggers[1:]:
+        logger.log_metrics(final, step=epochs)
+        if isinstance(logger, LeanTensorBoardLogger):
+            logger.log_hparams_summary(hparams_of(cfg), final)
+        logger.finalize("success")
+    tracked.set_tags({"epochs_trained": epochs, "diverged": made["epoch_metrics"].diverged_epoch is not None,
+                     "load_avg_end": _load_average()})
+    if (place.run_dir / "viz").is_dir():
+        tracked.add_artifact(place.run_dir / "viz")
+    if parts["policy"].learns:  # a learning controller: keep what it learned, for warm starts
+        learned = place.run_dir / "policy_learned.pt"
+        parts["policy"].save_learned(learned)
+        tracked.add_artifact(learned)
+    made["final"] = final
+    return made

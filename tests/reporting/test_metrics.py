@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from by_hand import holm_by_hand
 from scipy import stats as sp
 
 from adaptive_lr.reporting import (
@@ -35,16 +36,6 @@ NAN, INF = math.nan, math.inf
 
 def curve(values):
     return pd.Series(values, index=range(1, len(values) + 1), dtype=float)
-
-
-def holm_by_hand(p):
-    """Holm's step-down adjustment written out: sort, multiply by m - i, running maximum, cap at 1."""
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    adjusted, running = [0.0] * len(p), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def paired_p(a, b):

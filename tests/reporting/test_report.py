@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from by_hand import holm_by_hand
 from fake_store import CURVES, EPOCH_SECONDS, FLAT_MARGIN, TIE_CURVES, TIE_MARGIN, TRAIN_EVAL, VERDICT_CURVES
 from scipy import stats as sp
 
@@ -46,15 +47,6 @@ def paired_by_hand(a, b, margin=NAN):
     se = d.std(ddof=1) / math.sqrt(len(d))
     p_eq = max(sp.t.sf((d.mean() + margin) / se, len(d) - 1), sp.t.cdf((d.mean() - margin) / se, len(d) - 1))
     return d.mean(), 2 * sp.t.sf(abs(d.mean()) / se, len(d) - 1), p_eq
-
-
-def holm_by_hand(p):
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    adjusted, running = [0.0] * len(p), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def csv(report, name):

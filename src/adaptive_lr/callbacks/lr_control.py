@@ -222,7 +222,7 @@ class LRControl(Callback):
     @staticmethod
     def _epoch_finished(trainer: L.Trainer) -> bool:
         """True at the validation that follows an epoch's last training batch (not a mid-epoch one)."""
-        return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+        return bool(trainer.is_last_batch)
 
     # -- helpers -------------------------------------------------------------------------------------------------
     @staticmethod

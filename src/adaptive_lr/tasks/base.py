@@ -53,6 +53,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 
+from adaptive_lr.compat import HOOK_NAME, running_hook, step_counter
 from adaptive_lr.tasks.epoch_mean import EpochMeans
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -103,7 +104,7 @@ class EpochMeanTask(L.LightningModule):
         raise NotImplementedError
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "_current_fx_name":  # Lightning's hook bookkeeping, a str or None (module docstring, 6)
+        if name == HOOK_NAME:  # Lightning's hook bookkeeping, a str or None (module docstring, 6)
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -187,7 +188,7 @@ class EpochMeanTask(L.LightningModule):
                                  if is_overridden("on_before_optimizer_step", cb, Callback)]
         if is_overridden("on_before_optimizer_step", self, L.LightningModule):
             hooks.append(lambda trainer, module, optimizer: module.on_before_optimizer_step(optimizer))
-        return trainer.strategy._lightning_optimizers[0], tuple(hooks)
+        return self.optimizers(), tuple(hooks)  # the LightningOptimizer (public), whose step counter we advance
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         # Manual optimization (module docstring, 1): the same zero_grad/backward/step as Lightning's automatic loop
@@ -201,13 +202,13 @@ class EpochMeanTask(L.LightningModule):
         else:
             lightning_optimizer, hooks = direct
             loss.backward()
-            lightning_optimizer._on_before_step()  # Lightning's step counter (global_step), as its step() does
-            caller, self._current_fx_name = self._current_fx_name, "on_before_optimizer_step"  # as Lightning's
-            for hook in hooks:  # hook calls set it (a hook's self.log reads it)
-                hook(self.trainer, self, optimizer)
-            self._current_fx_name = caller
+            before_step, after_step = step_counter(lightning_optimizer)
+            before_step()  # Lightning's step counter (global_step), as its step() does
+            with running_hook(self, "on_before_optimizer_step"):  # as Lightning's hook calls (self.log reads it)
+                for hook in hooks:
+                    hook(self.trainer, self, optimizer)
             optimizer.step()
-            lightning_optimizer._on_after_step()
+            after_step()
         self.nonfinite_steps.add_(~loss.detach().isfinite())  # device-side count, read once per epoch
         return loss.detach()
 

@@ -19,6 +19,8 @@ from typing import Any
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from adaptive_lr.compat import event_file_writer
+
 MLFLOW_BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
 TB_MAX_QUEUE = 1000  # TensorBoard events queued before `add_scalar` waits for the event writer thread
 TB_HAND_OVER = 100  # TensorBoard events built before they go to the event writer thread together
@@ -160,7 +162,7 @@ class LeanTensorBoardLogger(TensorBoardLogger):
             self._hand_over()
 
     def _hand_over(self) -> None:
-        writer = self.experiment._get_file_writer()
+        writer = event_file_writer(self.experiment)
         for summary, step, wall_time in self._events:
             writer.add_summary(summary, global_step=step, walltime=wall_time)
         self._events = []

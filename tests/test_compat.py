@@ -1,0 +1,102 @@
+"""One test per private internal in `adaptive_lr.compat` (and the public signal that replaced one), against the
+installed Lightning and torch: an upgrade that moves any of them fails here, by name."""
+
+from __future__ import annotations
+
+import functools
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.tensorboard import SummaryWriter
+
+from adaptive_lr.compat import HOOK_NAME, event_file_writer, pool_processes, running_hook, step_counter
+from adaptive_lr.data.xor import XORDataModule
+from adaptive_lr.models.mlp import MLP
+from adaptive_lr.tasks import ClassificationTask
+
+SGD = functools.partial(torch.optim.SGD, lr=0.1)
+
+
+def tiny_trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, **kwargs)
+
+
+class CountedByHand(ClassificationTask):
+    """Steps the torch optimizer itself and advances Lightning's counter only through `compat.step_counter`."""
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        opt.optimizer.zero_grad()
+        loss = self.loss_fn(self.model(batch[0]), batch[1])
+        loss.backward()
+        before, after = step_counter(opt)
+        before()
+        opt.optimizer.step()
+        after()
+        return loss.detach()
+
+
+def test_step_counter_is_what_advances_global_step():
+    dm = XORDataModule(variant="clean", n_samples=100, batch_size=20)  # 60 train rows: 3 batches
+    task = CountedByHand(MLP(2, [4], 1, "tanh"), SGD, torch.nn.BCEWithLogitsLoss())
+    trainer = tiny_trainer(max_epochs=2)
+    trainer.fit(task, datamodule=dm)
+    assert trainer.global_step == 6
+    assert trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total.completed == 6
+
+
+class HookNames(Callback):
+    def __init__(self) -> None:
+        self.seen: list[str | None] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.seen.append(getattr(pl_module, HOOK_NAME))
+        with running_hook(pl_module, "on_before_optimizer_step"):
+            self.seen.append(getattr(pl_module, HOOK_NAME))
+        self.seen.append(getattr(pl_module, HOOK_NAME))
+
+
+def test_the_hook_name_attribute_is_set_by_lightning_and_restored_by_running_hook():
+    names = HookNames()
+    task = ClassificationTask(MLP(2, [4], 1, "tanh"), SGD, torch.nn.BCEWithLogitsLoss())
+    tiny_trainer(max_epochs=1, callbacks=[names]).fit(task, datamodule=XORDataModule(variant="clean", n_samples=60))
+    assert names.seen == ["on_train_epoch_start", "on_before_optimizer_step", "on_train_epoch_start"]
+
+
+class LastBatch(Callback):
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.seen.append(trainer.is_last_batch)
+
+
+def test_is_last_batch_tells_an_epochs_validation_from_a_mid_epoch_one():
+    """The public signal LRControl decides per-epoch policies on, with two validations per epoch."""
+    seen = LastBatch()
+    task = ClassificationTask(MLP(2, [4], 1, "tanh"), SGD, torch.nn.BCEWithLogitsLoss())
+    dm = XORDataModule(variant="clean", n_samples=100, batch_size=15)  # 60 train rows: 4 batches
+    tiny_trainer(max_epochs=2, val_check_interval=0.5, callbacks=[seen]).fit(task, datamodule=dm)
+    assert seen.seen == [False, True, False, True]
+
+
+def test_event_file_writer_is_the_summary_writers_file_writer(tmp_path):
+    writer = SummaryWriter(str(tmp_path))
+    file_writer = event_file_writer(writer)
+    assert hasattr(file_writer, "add_summary") and file_writer is event_file_writer(writer)
+    writer.close()
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def test_pool_processes_are_the_pools_live_workers():
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        assert pool_processes(pool) == []  # none before the first job
+        pid = pool.submit(_pid).result()
+        assert [p.pid for p in pool_processes(pool)] == [pid]
