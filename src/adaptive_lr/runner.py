@@ -3,6 +3,7 @@ come from `_target_`s in the config."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -139,6 +140,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
             f"scheduler.policy.monitor={policy.monitor!r} is never logged by task {cfg.task.name!r}; "
             f"allowed: {', '.join(allowed)}"
         )
+    # the starting LRs against the policy's bounds (a start outside explicit bounds is an error, never a clamp)
+    copy.deepcopy(policy).reset([group["lr"] for group in module.optimizer_factory(model.parameters()).param_groups])
     try:  # the driver's own checks (e.g. a policy that decides before every step needs interval=step)
         LRControl(policy, interval=cfg.scheduler.interval, frequency=cfg.scheduler.frequency,
                   log_every_n_steps=cfg.logger.log_every_n_steps)
@@ -205,7 +208,8 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
     place = _place(cfg, resume, ckpt_path)  # 2)
     parts["datamodule"].setup("fit")
     t0 = time.perf_counter()
-    with TrackedRun(place.tracking_uri, cfg.experiment, place.run_name, _tags(cfg, parts["datamodule"], tags),
+    tags = {**_tags(cfg, parts["datamodule"], tags), "lr_bounds": getattr(getattr(parts["policy"], "policy", parts["policy"]), "bounds", "")}
+    with TrackedRun(place.tracking_uri, cfg.experiment, place.run_name, tags,
                     to_container(cfg), place.run_dir, Path(cfg.paths.mlruns) / "artifacts",
                     resume_run_id=resume) as tracked:  # 3)
         outcome = _fit_and_test(cfg, parts, place, tracked, resume)  # 4)

@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from adaptive_lr.schedulers import ACTIONS, Heuristic, Observation, Warmup
+from adaptive_lr.schedulers import ACTIONS, Heuristic, Observation, PolicyConfigError, Warmup
 
 NAN, INF = math.nan, math.inf
 
@@ -82,14 +82,27 @@ def test_rise_within_tolerance_is_a_plateau_tick():
 
 def test_lr_is_clamped_to_bounds_at_reset_and_after_every_decision():
     values = [1, 0.5, 0.25, 0.125, 0.0625]
-    lrs, actions, group1 = run(make(max_lr=4.0, cooldown=0), values, base_lrs=(1.0, 8.0))
+    lrs, actions, group1 = run(make(max_lr=4.0, cooldown=0), values, base_lrs=(1.0, 3.0))
     assert actions == ["hold", "raise", "raise", "raise", "raise"]
     assert lrs == [1, 1, 2, 4, 4, 4]
-    assert group1 == [4] * 6  # base 8 is clamped at reset
+    assert group1 == [3, 3, 4, 4, 4, 4]  # the explicit max holds for every group
+    with pytest.raises(PolicyConfigError, match=r"starting LR 8 is outside its bounds \[0.001, 4\]"):
+        run(make(max_lr=4.0), values, base_lrs=(1.0, 8.0))  # a start outside explicit bounds: never clamped silently
 
     lrs, actions, _ = run(make(min_lr=0.25, cooldown=0), [1, 2, 4, 8, 16])
     assert actions == ["hold", "cut_rise", "cut_rise", "cut_rise", "cut_rise"]
     assert lrs == [1, 1, 0.5, 0.25, 0.25, 0.25]
+
+
+def test_bounds_are_relative_to_each_groups_starting_lr_by_default():
+    """Unset bounds: [start x 1e-4, start x 100] per group, so a start of 50 or 1e-7 is kept and moves the same."""
+    lrs, actions, group1 = run(make(cooldown=0, up_factor=10.0, min_lr=None, max_lr=None),
+                               [1, 0.5, 0.25, 0.125, 0.0625], base_lrs=(50.0, 1e-7))
+    assert actions == ["hold", "raise", "raise", "raise", "raise"]
+    assert lrs == pytest.approx([50, 50, 500, 5000, 5000, 5000])  # capped at 100 x 50
+    assert group1 == pytest.approx([1e-7, 1e-7, 1e-6, 1e-5, 1e-5, 1e-5])  # capped at 100 x 1e-7
+    assert make(min_lr=None, max_lr=None).bounds == "[start x 0.0001, start x 100]"
+    assert make(min_lr=1e-6, max_lr=None).bounds == "[1e-06, start x 100]"
 
 
 def test_mode_max_treats_higher_as_better():

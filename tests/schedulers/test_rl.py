@@ -137,9 +137,11 @@ def test_nan_and_blowup_force_the_deepest_cut_and_cap_later_lrs(make):
 def test_lr_stays_within_bounds_on_a_wild_sequence(make):
     g = torch.Generator().manual_seed(0)
     values = (torch.rand(200, generator=g) * 10).tolist()
-    lrs, actions, _, group1 = run(make(**kwargs(divergence_rise=None)), values, base_lrs=(8.0, 1e-3))
-    assert lrs[0] == 4.0 and group1[0] == 1 / 64  # clamped at reset
+    lrs, actions, _, group1 = run(make(**kwargs(divergence_rise=None)), values, base_lrs=(4.0, 1 / 64))
+    assert lrs[0] == 4.0 and group1[0] == 1 / 64
     assert all(1 / 64 <= lr <= 4.0 for lr in lrs + group1)
+    with pytest.raises(PolicyConfigError, match="starting LR 8 is outside its bounds"):
+        run(make(**kwargs(divergence_rise=None)), values, base_lrs=(8.0, 1e-3))  # never clamped silently
     assert len(set(actions)) == 3  # the sequence exercised every action
 
 

@@ -136,7 +136,7 @@ def _float(text: str) -> float:
 TAG_COLUMNS = ("task", "seed", "metric", "threshold", "max_epochs", "steps_per_epoch", "warm_start", "error",
                "run_dir", "phase", "tuning_budget", "equivalence_margin", "git_commit", "data_checksum", "host",
                "cpu_count", "torch_version", "python_version", "device", "config_hash", "grid_jobs",
-               "load_avg_start", "load_avg_end")  # fmt: skip
+               "load_avg_start", "load_avg_end", "lr_bounds")  # fmt: skip
 _BATCH = 1000  # metrics per MLflow log_batch call (its limit)
 
 

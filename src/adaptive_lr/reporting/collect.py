@@ -37,7 +37,7 @@ _PAGE_SIZE = 1000
 TUNE, SWEEP = "tune", "sweep"  # phases whose runs choose settings and are never results
 PROVENANCE_TAGS = (
     "git_commit", "data_checksum", "host", "cpu_count", "torch_version", "python_version", "device", "config_hash",
-    "grid_jobs", "load_avg_start", "load_avg_end",
+    "grid_jobs", "load_avg_start", "load_avg_end", "lr_bounds",
 )  # fmt: skip
 
 RUN_COLUMNS = [

@@ -424,6 +424,10 @@ def _protocol(ctx: ReportContext) -> list[str]:
             f"{_values(runs['max_epochs'])}, seeds {_values(runs['seed'])}, schedulers {_values(runs['scheduler'])}; "
             f"budget {_values(steps.dropna().astype(int)) or 'not recorded'} optimizer steps per run."
         )
+    bounds = finished[finished["lr_bounds"] != ""].drop_duplicates(["scheduler", "lr_bounds"])
+    if len(bounds):
+        lines.append("- Controllers' LR bounds (tag `lr_bounds`): " + "; ".join(
+            f"{r.scheduler} {r.lr_bounds}" for r in bounds.sort_values(["scheduler", "lr_bounds"]).itertuples()) + ".")
     lines.append("- Selection and testing: " + _tuning(ctx.data))
     lines.append("- Hardware: " + _hardware(finished))
     lines.append("- Code: " + _commits(ctx, finished) + ".")

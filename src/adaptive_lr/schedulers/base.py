@@ -270,15 +270,48 @@ class LRPolicy:
 
 
 class BoundedPolicy(LRPolicy):
-    """A policy whose LRs stay within `[min_lr, max_lr]` (`0 < min_lr < max_lr`), from `reset` on: the base of
-    every feedback controller (heuristic, learned, hypergradient, line search)."""
+    """A policy whose LRs stay within bounds, from `reset` on: the base of every feedback controller (heuristic,
+    learned, hypergradient, line search). Each side is relative to the starting LR unless set explicitly, and the
+    start is never clamped silently:
+    - relative (the default, `min_lr` / `max_lr` unset): each group's LR stays within
+      `[start * min_factor, start * max_factor]` of its own starting LR (defaults 1e-4 and 100: at the plan's
+      starting LR 0.01 that is [1e-6, 1.0]), so every starting LR of a sweep gets the same room to move;
+    - explicit (`min_lr` and/or `max_lr` set, `0 < min_lr < max_lr`): that side is the number; a starting LR outside
+      an explicit bound is a `PolicyConfigError` at reset.
+    `bounds` says which, for the run's tags and the report."""
 
-    def __init__(self, min_lr: float = 1e-6, max_lr: float = 1.0) -> None:
+    def __init__(self, min_lr: float | None = None, max_lr: float | None = None, min_factor: float = 1e-4,
+                 max_factor: float = 100.0) -> None:
         super().__init__()
-        self.min_lr, self.max_lr = require_lr_bounds(min_lr, max_lr)
+        self.min_lr = None if min_lr is None else require_positive("min_lr", min_lr)
+        self.max_lr = None if max_lr is None else require_positive("max_lr", max_lr)
+        if self.min_lr is not None and self.max_lr is not None:
+            require_lr_bounds(self.min_lr, self.max_lr)
+        self.min_factor = require_in_range("min_factor", min_factor, 0.0, 1.0, high_closed=True)
+        self.max_factor = require_in_range("max_factor", max_factor, 1.0, math.inf, low_closed=True)
 
-    def _clamp(self, lr: float) -> float:
-        return min(max(lr, self.min_lr), self.max_lr)
+    @property
+    def bounds(self) -> str:
+        """The bounds in words, e.g. `[1e-06, 1]` or `[start x 0.0001, start x 100]`."""
+        low = f"{self.min_lr:g}" if self.min_lr is not None else f"start x {self.min_factor:g}"
+        high = f"{self.max_lr:g}" if self.max_lr is not None else f"start x {self.max_factor:g}"
+        return f"[{low}, {high}]"
+
+    def _limits(self, group: int) -> tuple[float, float]:
+        start = self.base_lrs[group]
+        low = self.min_lr if self.min_lr is not None else start * self.min_factor
+        high = self.max_lr if self.max_lr is not None else start * self.max_factor
+        return low, high
+
+    def _clamp(self, lr: float, group: int = 0) -> float:
+        low, high = self._limits(group)
+        return min(max(lr, low), high)
 
     def _lrs_at_reset(self) -> list[float]:
-        return [self._clamp(lr) for lr in self.base_lrs]
+        for group, lr in enumerate(self.base_lrs):
+            low, high = self._limits(group)
+            if not low <= lr <= high:
+                raise PolicyConfigError(
+                    f"{type(self).__name__}: starting LR {lr:g} is outside its bounds {self.bounds}; widen min_lr/"
+                    "max_lr, or unset them for bounds relative to the starting LR (min_factor, max_factor)")
+        return list(self.base_lrs)

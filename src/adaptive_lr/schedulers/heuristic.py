@@ -41,7 +41,8 @@ class Heuristic(BoundedPolicy):
             (1e-3: 0.1%). In [0, raise_threshold).
         patience: consecutive no-progress ticks before a plateau cut (2). int >= 1.
         cooldown: ticks after any cut in which the controller only waits (1). int >= 0.
-        min_lr, max_lr: bounds every group's LR is clamped to, also at reset (1e-6, 1.0). 0 < min_lr < max_lr.
+        min_lr, max_lr, min_factor, max_factor: the LR bounds (`BoundedPolicy`): by default each group within
+            [start x 1e-4, start x 100]; with min_lr and max_lr set, those (a start outside them is an error).
     """
 
     def __init__(
@@ -55,10 +56,12 @@ class Heuristic(BoundedPolicy):
         plateau_threshold: float = 1e-3,
         patience: int = 2,
         cooldown: int = 1,
-        min_lr: float = 1e-6,
-        max_lr: float = 1.0,
+        min_lr: float | None = None,
+        max_lr: float | None = None,
+        min_factor: float = 1e-4,
+        max_factor: float = 100.0,
     ) -> None:
-        super().__init__(min_lr, max_lr)
+        super().__init__(min_lr, max_lr, min_factor, max_factor)
         if not isinstance(monitor, str) or not monitor:
             raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
         self.monitor = monitor
@@ -118,7 +121,7 @@ class Heuristic(BoundedPolicy):
         # 8) remember the last finite value; apply the factor to every group within [min_lr, max_lr]
         if math.isfinite(v):
             self.prev = v
-        lrs = [self._clamp(lr * factor) for lr in self.lrs]
+        lrs = [self._clamp(lr * factor, i) for i, lr in enumerate(self.lrs)]
         extra = {"rel_change": rel, "bad_count": float(self.bad_count), "cooldown_left": float(self.cooldown_left)}
         return self._decided(action, lrs, raw, extra)
 

@@ -62,8 +62,9 @@ class AnchoredPolicy(BoundedPolicy):
     one (a restored state), then moved to each parameter's device and dtype. LRs are clamped to `[min_lr, max_lr]`.
     """
 
-    def __init__(self, min_lr: float = 1e-6, max_lr: float = 1.0) -> None:
-        super().__init__(min_lr, max_lr)
+    def __init__(self, min_lr: float | None = None, max_lr: float | None = None,
+                 min_factor: float = 1e-4, max_factor: float = 100.0) -> None:
+        super().__init__(min_lr, max_lr, min_factor, max_factor)
         self.anchor: Anchor | None = None
         self._groups: list[dict[str, Any]] | None = None
         self._probe: Callable[[], float] | None = None
@@ -184,7 +185,8 @@ class Hypergradient(AnchoredPolicy):
         beta: the hypergradient LR. Additive: in LR units per unit of `g.u` (the paper uses 1e-3 for SGD and 1e-7
             for Adam, whose `u` is O(1) per coordinate); > 0. Multiplicative: the largest relative LR change per
             decision (0.02: at most 2%); in (0, 1) so the LR stays positive.
-        min_lr, max_lr: bounds every group's LR is clamped to, also at reset (1e-6, 1.0). 0 < min_lr < max_lr.
+        min_lr, max_lr, min_factor, max_factor: the LR bounds (`BoundedPolicy`): by default each group within
+            [start x 1e-4, start x 100]; with min_lr and max_lr set, those (a start outside them is an error).
 
     `last_decision.extra` holds group 0's `hypergrad` (`g.u`) and `cos` (`cos(g, u)`, 0 while `u = 0`).
     """
@@ -192,9 +194,11 @@ class Hypergradient(AnchoredPolicy):
     decides_before_step = True
 
     def __init__(
-        self, variant: str = "multiplicative", beta: float = 0.02, min_lr: float = 1e-6, max_lr: float = 1.0
+        self, variant: str = "multiplicative", beta: float = 0.02, min_lr: float | None = None, max_lr: float | None = None,
+        min_factor: float = 1e-4,
+        max_factor: float = 100.0,
     ) -> None:
-        super().__init__(min_lr=min_lr, max_lr=max_lr)
+        super().__init__(min_lr, max_lr, min_factor, max_factor)
         if variant not in VARIANTS:
             raise PolicyConfigError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         self.variant = variant
@@ -218,14 +222,14 @@ class Hypergradient(AnchoredPolicy):
             values = torch.stack([s.to(device) for s in sums]).tolist()  # host sync: once per decision
         # 2) per group on the host: u = d / lr, the LR the displacement was taken with (the group's, as applied)
         lrs, extras = [], []
-        for lr, g, (gd, gg, dd) in zip(self.lrs, groups, values, strict=True):
+        for i, (lr, g, (gd, gg, dd)) in enumerate(zip(self.lrs, groups, values, strict=True)):
             applied = float(g["lr"])
             hypergrad = gd / applied
             cos = max(-1.0, min(1.0, gd / math.sqrt(gg * dd))) if gg > 0 and dd > 0 else 0.0  # rounding: |cos| <= 1
             new = self._rule(lr, self.beta, hypergrad, cos)
             # 3) a non-finite gradient or product keeps the LR (the decision records "hold")
             finite = math.isfinite(new) and math.isfinite(gd) and math.isfinite(gg) and math.isfinite(dd)
-            lrs.append(self._clamp(new) if finite else lr)
+            lrs.append(self._clamp(new, i) if finite else lr)
             extras.append((hypergrad, cos, finite))
         hypergrad, cos, finite = extras[0]
         self.last_decision = Decision(

@@ -40,7 +40,8 @@ class LineSearch(AnchoredPolicy):
 
     Args:
         factors: LR multipliers to try at each decision (0.5, 1, 2); a non-empty list of positive numbers.
-        min_lr, max_lr: bounds every group's LR is clamped to, also at reset (1e-6, 1.0). 0 < min_lr < max_lr.
+        min_lr, max_lr, min_factor, max_factor: the LR bounds (`BoundedPolicy`): by default each group within
+            [start x 1e-4, start x 100]; with min_lr and max_lr set, those (a start outside them is an error).
 
     `last_decision.extra`: `best_factor`, `probe_loss` (of the kept candidate) and `probe_forwards_total` (every
     probe forward pass since `reset`, in `state_dict`).
@@ -49,9 +50,11 @@ class LineSearch(AnchoredPolicy):
     needs_probe = True
 
     def __init__(
-        self, factors: Sequence[float] = (0.5, 1.0, 2.0), min_lr: float = 1e-6, max_lr: float = 1.0
+        self, factors: Sequence[float] = (0.5, 1.0, 2.0), min_lr: float | None = None, max_lr: float | None = None,
+        min_factor: float = 1e-4,
+        max_factor: float = 100.0,
     ) -> None:
-        super().__init__(min_lr=min_lr, max_lr=max_lr)
+        super().__init__(min_lr, max_lr, min_factor, max_factor)
         ok = isinstance(factors, Sequence) and not isinstance(factors, str) and len(factors) > 0
         ok = ok and all(
             isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0 for f in factors
@@ -82,7 +85,7 @@ class LineSearch(AnchoredPolicy):
         # 3) leave the parameters there; they are the anchor of the next decision
         self._place(groups, theta, factor)
         self._take_anchor()
-        lrs = [self._clamp(lr * factor) for lr in self.lrs]
+        lrs = [self._clamp(lr * factor, i) for i, lr in enumerate(self.lrs)]
         self.last_decision = Decision(
             tick=self.tick,
             action="line_search",

@@ -81,7 +81,8 @@ class LearnedController(BoundedPolicy):
     Args:
         monitor: metric to watch (from config, e.g. "val_loss"); mode: "min" or "max".
         factors: the actions, multipliers of the LR (default 0.5, 0.8, 1, 1.25, 2); distinct, one < 1.
-        min_lr, max_lr: bounds every group's LR is clamped to, also at reset; 0 < min_lr < max_lr.
+        min_lr, max_lr, min_factor, max_factor: the LR bounds (`BoundedPolicy`): by default each group within
+            [start x 1e-4, start x 100]; with min_lr and max_lr set, those (a start outside them is an error).
         horizon: ticks in a full run, for the `progress` feature (`${trainer.max_epochs}` in configs); int >= 1.
         val_key, grad_norm_key: optional metrics for the `val_trend` / `grad_trend` features (None: feature is 0).
         reward_scale: the relative improvement per tick that earns the full reward 1; > 0. Per-epoch losses move
@@ -99,8 +100,10 @@ class LearnedController(BoundedPolicy):
         monitor: str = "val_loss",
         mode: str = "min",
         factors: Sequence[float] = DEFAULT_FACTORS,
-        min_lr: float = 1e-6,
-        max_lr: float = 1.0,
+        min_lr: float | None = None,
+        max_lr: float | None = None,
+        min_factor: float = 1e-4,
+        max_factor: float = 100.0,
         horizon: int = 100,
         val_key: str | None = "val_loss",
         grad_norm_key: str | None = None,
@@ -110,7 +113,7 @@ class LearnedController(BoundedPolicy):
         seed: int = 0,
         warm_start: str | None = None,
     ) -> None:
-        super().__init__(min_lr, max_lr)
+        super().__init__(min_lr, max_lr, min_factor, max_factor)
         if not isinstance(monitor, str) or not monitor:
             raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
         self.monitor = monitor
@@ -201,7 +204,7 @@ class LearnedController(BoundedPolicy):
         self.prev_phi, self.prev_action = phi, index
         # 5) apply the factor to every group within [min_lr, max_lr]
         factor = self.factors[index]
-        lrs = [self._clamp(lr * factor) for lr in self.lrs]
+        lrs = [self._clamp(lr * factor, i) for i, lr in enumerate(self.lrs)]
         if self.ceilings is not None:
             lrs = [self._clamp(min(lr, ceiling)) for lr, ceiling in zip(lrs, self.ceilings, strict=True)]
         extra = {**dict(zip(self.features.names, x, strict=True)), "reward": reward, "multiplier": factor, **info}
