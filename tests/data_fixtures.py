@@ -1,5 +1,6 @@
 """Writers of tiny datasets in the real on-disk formats (gzipped IDX, CIFAR pickles and image tars, the
-vic_elec CSV), shared by the data tests and the bad-input test (a module, as store_support.py is)."""
+vic_elec CSV, an hourly many-series forecasting CSV, Hugging Face `datasets` folders), shared by the data tests
+and the bad-input test (a module, as store_support.py is)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ N_TRAIN, N_TEST = 40, 10  # images per split of the IDX and CIFAR fixtures
 # created in this (unsorted) order; labels follow the sorted names, as torchvision's ImageFolder does
 CLASSES = ("truck", "airplane", "ship", "bird", "frog", "cat", "horse", "deer", "dog", "automobile")
 DAYS = 10  # of the vic_elec fixture: 480 half-hours
+ZONES = ("north", "south", "east")  # the series of the hourly forecasting fixture; east starts 2 days late
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -52,12 +54,99 @@ def cifar_rows(n: int, offset: int) -> dict[bytes, object]:
     return {b"data": data, b"labels": [(offset + i) % 10 for i in range(n)]}
 
 
+def cifar100_rows(n: int, offset: int) -> dict[bytes, object]:
+    """`cifar_rows` in CIFAR-100's layout: fine label (row * 3) % 100, coarse label 0."""
+    rows = cifar_rows(n, offset)
+    rows[b"fine_labels"] = [(offset + i) * 3 % 100 for i in range(n)]
+    rows[b"coarse_labels"] = [0] * n
+    del rows[b"labels"]
+    return rows
+
+
+CIFAR100_SPLITS = (("train", 30, 0), ("test", 6, 50))  # (pickle file, rows, first row number)
+
+
+def write_cifar100_pickles(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, offset in CIFAR100_SPLITS:
+        (folder / name).write_bytes(pickle.dumps(cifar100_rows(n, offset)))
+
+
 def write_cifar10_pickles(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(5):  # 5 batches of N_TRAIN / 5 rows
         rows = cifar_rows(N_TRAIN // 5, offset=i * N_TRAIN // 5)
         (folder / f"data_batch_{i + 1}").write_bytes(pickle.dumps(rows))
     (folder / "test_batch").write_bytes(pickle.dumps(cifar_rows(N_TEST, offset=100)))
+
+
+def cifar10_split_rows() -> dict[str, dict[bytes, object]]:
+    """The rows `write_cifar10_pickles` writes, per split (the train batches concatenated)."""
+    return {"train": cifar_rows(N_TRAIN, 0), "test": cifar_rows(N_TEST, 100)}
+
+
+def cifar100_split_rows() -> dict[str, dict[bytes, object]]:
+    """The rows `write_cifar100_pickles` writes, per split."""
+    return {name: cifar100_rows(n, offset) for name, n, offset in CIFAR100_SPLITS}
+
+
+def png(image: np.ndarray) -> bytes:
+    """A [3, 32, 32] uint8 image (channel-major, as in the pickles) as lossless PNG bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0))).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def hf_cifar(rows: dict[str, dict[bytes, object]], label_key: bytes = b"labels", label_column: str = "label",
+             num_classes: int = 10):  # noqa: ANN201 - a datasets.DatasetDict, imported lazily
+    """The same images as pickle `rows` ({split: rows}) as a Hugging Face DatasetDict laid out like
+    uoft-cs/cifar10 (PNG images in `img`, a ClassLabel column)."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+
+    features = Features({"img": Image(), label_column: ClassLabel(num_classes=num_classes)})
+    out = {}
+    for split, r in rows.items():
+        images = [{"bytes": png(x), "path": None} for x in np.asarray(r[b"data"]).reshape(-1, 3, 32, 32)]
+        labels = list(r[label_key])  # type: ignore[call-overload]
+        out[split] = Dataset.from_dict({"img": images, label_column: labels}, features=features)
+    return DatasetDict(out)
+
+
+def hf_imdb(reviews: dict[str, dict[str, list[str]]]):  # noqa: ANN201 - a datasets.DatasetDict
+    """The labelled reviews of `write_aclimdb`'s argument as a DatasetDict laid out like stanfordnlp/imdb
+    (`text`, `label` 0 = neg, 1 = pos; `unsup` reviews in an `unsupervised` split labelled -1). Rows alternate
+    labels, each label's reviews in their aclImdb id order."""
+    from itertools import zip_longest
+
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    out = {}
+    for split, by_label in reviews.items():
+        neg, pos = ([(t, y) for t in by_label.get(name, [])] for y, name in enumerate(("neg", "pos")))
+        rows = [row for pair in zip_longest(neg, pos) for row in pair if row is not None]
+        out[split] = Dataset.from_dict({"text": [t for t, _ in rows], "label": [y for _, y in rows]},
+                                       features=features)
+    if "unsup" in reviews["train"]:
+        texts = reviews["train"]["unsup"]
+        out["unsupervised"] = Dataset.from_dict({"text": texts, "label": [-1] * len(texts)},
+                                                features=features)
+    return DatasetDict(out)
+
+
+def write_hf(data, folder: Path, form: str) -> Path:  # noqa: ANN001 - a datasets.DatasetDict
+    """`data` saved with `save_to_disk` (form "disk") or as one Parquet file per split in the hub's layout
+    (`plain_text/<split>-00000-of-00001.parquet`, form "parquet") in `folder`."""
+    if form == "disk":
+        data.save_to_disk(str(folder))
+        return folder
+    for split, part in data.items():
+        path = folder / "plain_text" / f"{split}-00000-of-00001.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.to_parquet(str(path))
+    return folder
 
 
 def class_color(k: int) -> tuple[int, int, int]:
@@ -117,4 +206,34 @@ def write_vic_elec(folder: Path, days: int = DAYS, missing_row: int | None = Non
     path = folder / "electricity" / "vic_elec.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False)
+    return path
+
+
+def hourly_zones(days: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Hourly load of three zones in long format, another layout than vic_elec: columns ts, zone, load_mw (the
+    target), temp_c (a past covariate) and wind_fc (a wind forecast, known ahead: a known-future covariate),
+    rows ordered by time with the zones interleaved. Each zone's load is its own level and scale times a daily
+    sine (own phase) plus 1.5 x the wind forecast plus a little noise: learnable from the lookback and the
+    horizon's wind, while the seasonal-naive forecast misses the wind's change from one day to the next. The
+    east zone starts 2 days later (series of unequal length)."""
+    g = np.random.default_rng(seed)
+    n = days * 24
+    times = pd.date_range("2024-03-01", periods=n, freq="h")
+    frames = []
+    for z, zone in enumerate(ZONES):
+        t = np.arange(n)
+        wind = g.standard_normal(n)
+        shape = 2 * np.sin(2 * np.pi * t / 24 + z) + 1.5 * wind + 0.2 * g.standard_normal(n)
+        frame = pd.DataFrame({"ts": times.strftime("%Y-%m-%d %H:%M"), "zone": zone,
+                              "load_mw": (100 * (z + 1) + 10 * (z + 1) * shape).round(4),
+                              "temp_c": (15 + 5 * np.sin(2 * np.pi * (t - 3) / 24) + g.standard_normal(n)).round(2),
+                              "wind_fc": wind.round(4), "order": t})
+        frames.append(frame.iloc[48:] if zone == "east" else frame)
+    return pd.concat(frames).sort_values(["order", "zone"], kind="stable").drop(columns="order").reset_index(drop=True)
+
+
+def write_hourly_zones(path: Path, frame: pd.DataFrame | None = None) -> Path:
+    """`path` (a CSV) holding `frame`, by default `hourly_zones()`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (hourly_zones() if frame is None else frame).to_csv(path, index=False)
     return path

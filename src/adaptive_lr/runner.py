@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from adaptive_lr.config import ConfigError, to_container
 from adaptive_lr.runtime import configure_environment, configure_runtime
@@ -34,7 +34,7 @@ def config_hash(cfg: DictConfig) -> str:
     data = to_container(cfg)
     for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control", "checkpoint"):
         data.pop(key, None)
-    for key in ("data_dir", "cache_dir"):  # where the data lives does not change what a run computes
+    for key in ("data_dir", "cache_dir", "source", "hf"):  # where the data come from does not change a run
         data.get("data", {}).pop(key, None)
     for key in ("margin", "margin_relative"):  # the verdicts' equivalence margin is read by reports only
         data.get("task", {}).pop(key, None)
@@ -75,12 +75,15 @@ def _instantiate(node: Any, what: str, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, with a component's own validation error surfaced as a one-line ConfigError."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
+    from omegaconf.errors import MissingMandatoryValue
 
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__ or err
         raise ConfigError(f"{what}: {str(cause).splitlines()[0]}") from err
+    except MissingMandatoryValue as err:  # a `???` the config leaves to the user, such as a forecast's file
+        raise ConfigError(f"{err.full_key} must be set: add {err.full_key}=<value>") from err
 
 
 FIT_CHECK_SAMPLES = 16  # samples of the first validation batch that the model is tried on before a run exists
@@ -107,6 +110,16 @@ def _check_fit(cfg: DictConfig, datamodule: Any, module: Any) -> None:
                           f"{str(err).splitlines()[0]}{hint}") from err
 
 
+def _derived_sizes(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+    """The model sizes the config leaves to the data (`???`, such as a forecaster's `in_features`), from the
+    datamodule's `model_sizes()` (which loads the data). An explicit value is kept: `_check_fit` then tries it."""
+    missing = [key for key in cfg.model if OmegaConf.is_missing(cfg.model, key)]
+    if not missing or not callable(getattr(datamodule, "model_sizes", None)):
+        return {}
+    datamodule.setup("fit")  # bad or missing data files raise here (a DataError / DataNotFoundError)
+    return {key: value for key, value in datamodule.model_sizes().items() if key in missing}
+
+
 def build(cfg: DictConfig) -> dict[str, Any]:
     """Datamodule (loaded), task module, LR policy and views for `cfg`; every config or data error surfaces
     here (a UserError), before anything is trained or written to the MLflow store."""
@@ -114,7 +127,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     from adaptive_lr.schedulers import Warmup
 
     datamodule = _instantiate(cfg.data, "data")
-    model = _instantiate(cfg.model, "model")
+    sizes = _derived_sizes(cfg, datamodule)  # the stored config keeps `???`: its hash does not depend on the data
+    model = _instantiate(cfg.model, "model", **sizes)
     loss = _instantiate(cfg.loss, "loss")
     multi_start = None
     if cfg.multi_start.k > 1:  # keep the best of k initialisations (by the loss on the first training batches)
@@ -124,7 +138,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
 
         datamodule.setup("fit")  # a fresh loader: the trainer's own shuffle order is untouched
         batches = list(islice(iter(datamodule.train_dataloader()), cfg.multi_start.batches))
-        model, losses, best = choose_init(lambda: _instantiate(cfg.model, "model"), loss, batches,
+        model, losses, best = choose_init(lambda: _instantiate(cfg.model, "model", **sizes), loss, batches,
                                           cfg.multi_start.k, cfg.seed)
         multi_start = {"losses": losses, "best": best}
     optimizer = _instantiate(cfg.optimizer, "optimizer")

@@ -28,6 +28,7 @@ from data_fixtures import (
     class_color,
     image_tree,
     write_cifar10_pickles,
+    write_cifar100_pickles,
     write_idx,
     write_idx_dataset,
     write_tar_gz,
@@ -209,14 +210,7 @@ def test_cifar10_pickles_decode_channel_major_with_labels(cifar_pickle_root, tmp
 
 
 def test_cifar100_pickles_use_fine_labels(tmp_path):
-    folder = tmp_path / "data" / "cifar100" / "cifar-100-python"
-    folder.mkdir(parents=True)
-    for name, n, offset in (("train", 30, 0), ("test", 6, 50)):
-        rows = cifar_rows(n, offset)
-        rows[b"fine_labels"] = [(offset + i) * 3 % 100 for i in range(n)]
-        rows[b"coarse_labels"] = [0] * n
-        del rows[b"labels"]
-        (folder / name).write_bytes(pickle.dumps(rows))
+    write_cifar100_pickles(tmp_path / "data" / "cifar100" / "cifar-100-python")
     dm = CIFARDataModule(num_classes=100, data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", download=False,
                          val_size=5)
     assert dm.num_outputs == 100

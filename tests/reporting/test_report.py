@@ -220,7 +220,7 @@ def test_report_sections_verdicts_name_the_rule_and_results_are_plain(demo, stor
     results = section(text, "Results per task")
     assert special["failed"] not in results and special["running"] not in results
     assert "17 runs: 15 finished results, 2 failed or incomplete" in text
-    assert "| heuristic (adaptive) |" in results and "| 2/3:" in results  # reached k/n
+    assert "| heuristic (adaptive) |" in results and "| 2/3 [0.21, 0.94]:" in results  # reached k/n, Wilson
     protocol = section(text, "Protocol")
     assert "digits: not recorded" in protocol and "no run carries a `git_commit` tag" in protocol
     links = section(text, "Links")

@@ -9,8 +9,11 @@ download class, normalising statistics). Sources, searched in each candidate fol
   c. such a tree packed in an archive, `cifar10-jpeg.tar.gz` (the offline mirror's copy) by default, read in
      memory (members sliced from the decompressed tar, nothing extracted into the data directory).
 Then, with `download: true`, torchvision's `CIFAR10`/`CIFAR100(root=<cache>/<variant>, download=True)` (source a,
-in the cache); else `DataNotFoundError`. Whatever the source, it is decoded once and cached as uint8 tensors under
-the cache folder. Rules:
+in the cache); else `DataNotFoundError`. That is `source: auto`; `source: hf` reads the Hugging Face hub
+dataset `hf.id` (`uoft-cs/cifar10`, `uoft-cs/cifar100`: PNG images in `img`, labels in `label`/`fine_label`),
+and a folder path a dataset saved by `datasets` (save_to_disk or Parquet), both as `data.hf` says; their rows
+keep their order, as pickles do. Whatever the source, it is decoded once and cached as uint8 tensors under the
+cache folder. Rules:
   1. image-tree classes are the train folder's class names sorted (torchvision's ImageFolder order); a test class
      unknown to train, or a class count other than `num_classes`, is an error naming them; samples are ordered by
      (class, file name), so the decoded tensors do not depend on the order of an archive's members;
@@ -39,6 +42,7 @@ import torch
 
 from adaptive_lr.data.augment import Normalize, random_crop_flip
 from adaptive_lr.data.base import InMemoryDataModule
+from adaptive_lr.data.hf import HFDataset, Location, hf_location, image_column, read_splits
 from adaptive_lr.data.source import (
     DECODE_ERRORS,
     DataError,
@@ -72,15 +76,17 @@ class CIFARVariant:
     torchvision_class: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    hf: HFDataset  # the hub dataset of `source: hf`
 
 
 VARIANTS = {
     10: CIFARVariant("cifar10", 10, ("cifar10", "cifar10-jpeg"), "cifar-10-batches-py",
                      tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), b"labels",
-                     "cifar10-jpeg.tar.gz", "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                     "cifar10-jpeg.tar.gz", "CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                     HFDataset("uoft-cs/cifar10", "img", "label")),
     100: CIFARVariant("cifar100", 100, ("cifar100", "cifar100-jpeg"), "cifar-100-python", ("train",), ("test",),
                       b"fine_labels", "cifar100-jpeg.tar.gz", "CIFAR100", (0.5071, 0.4865, 0.4409),
-                      (0.2673, 0.2564, 0.2762)),
+                      (0.2673, 0.2564, 0.2762), HFDataset("uoft-cs/cifar100", "img", "fine_label")),
 }
 
 
@@ -93,6 +99,7 @@ class PickleSource:
     variant: CIFARVariant
 
     kind = "pickles"
+    settings: tuple[str, ...] = ()  # besides the files, what the cache key depends on
 
     @classmethod
     def find(cls, folder: Path, variant: CIFARVariant, archive: str) -> PickleSource | None:
@@ -190,6 +197,7 @@ class TreeSource:
     variant: CIFARVariant
 
     kind = "tree"
+    settings: tuple[str, ...] = ()  # besides the files, what the cache key depends on
 
     @classmethod
     def find(cls, folder: Path, variant: CIFARVariant, archive: str) -> TreeSource | None:
@@ -215,6 +223,7 @@ class ArchiveSource:
     variant: CIFARVariant
 
     kind = "archive"
+    settings: tuple[str, ...] = ()  # besides the files, what the cache key depends on
 
     @classmethod
     def find(cls, folder: Path, variant: CIFARVariant, archive: str) -> ArchiveSource | None:
@@ -243,6 +252,37 @@ class ArchiveSource:
 
 
 SOURCES = (PickleSource, TreeSource, ArchiveSource)  # the order they are looked for in each folder
+
+
+@dataclass(frozen=True)
+class HFImageSource:
+    """`source: hf` or a folder: a Hugging Face dataset with an Image column (`adaptive_lr.data.hf`)."""
+
+    location: Location
+    variant: CIFARVariant
+    cache_dir: PathLike
+
+    @property
+    def kind(self) -> str:
+        return self.location.kind
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return self.location.settings
+
+    def files(self) -> list[Path]:
+        return self.location.files()
+
+    def decode(self) -> dict[str, torch.Tensor]:
+        splits = read_splits(self.location, self.cache_dir, self.variant.num_classes, image_column)
+        out: dict[str, torch.Tensor] = {}
+        for split, (encoded, labels) in splits.items():
+            where = f"{self.location.where()} {split}"
+            names = [f"{where} row {i}" for i in range(len(encoded))]
+            tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in encoded]
+            out[f"x_{split}"] = torch.stack(_decode_all(tensors, names))
+            out[f"y_{split}"] = torch.tensor(labels, dtype=torch.long)
+        return out
 
 
 # -- the DataModule --------------------------------------------------------------------------------------------------
@@ -276,6 +316,8 @@ class CIFARDataModule(InMemoryDataModule):
         data_dir: PathLike = None,
         cache_dir: PathLike = None,
         download: bool = True,
+        source: str = "auto",
+        hf: HFDataset | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
         if num_classes not in VARIANTS:
@@ -287,6 +329,7 @@ class CIFARDataModule(InMemoryDataModule):
         self.val_size, self.subset, self.split_seed = val_size, subset, split_seed
         self.archive = archive if archive is not None else self.variant.archive
         self.data_dir, self.cache_dir, self.download = data_dir, cache_dir, download
+        self.source_setting, self.hf = source, hf if hf is not None else self.variant.hf
         normalize = Normalize(self.variant.mean, self.variant.std)
         self.train_transform = ImageTransform(normalize, augment, crop_padding)
         self.eval_transform = ImageTransform(normalize, False, 0)
@@ -297,9 +340,13 @@ class CIFARDataModule(InMemoryDataModule):
         return [f"{v.pickle_folder}/{{{','.join((*v.train_pickles, *v.test_pickles))}}}",
                 "train/<class>/*.jpg and test/<class>/*.jpg", self.archive]
 
-    def source(self) -> PickleSource | TreeSource | ArchiveSource:
-        """The first source found (folder by folder, each in the order a, b, c), else the download (or an error)."""
+    def source(self) -> PickleSource | TreeSource | ArchiveSource | HFImageSource:
+        """The Hugging Face source that `source` names, else (`auto`) the first source found (folder by
+        folder, each in the order a, b, c), else the download (or an error)."""
         v = self.variant
+        location = hf_location(self.source_setting, self.hf, v.name)
+        if location is not None:
+            return HFImageSource(location, v, self.cache_dir)
         searched = candidate_dirs(v.name, self.data_dir, *v.folders)
         for folder in searched:
             for kind in SOURCES:
@@ -323,7 +370,7 @@ class CIFARDataModule(InMemoryDataModule):
     def raw(self) -> dict[str, torch.Tensor]:
         """The decoded uint8 images and long labels, from the cache when this source was decoded before."""
         src = self.source()
-        key = source_key(self.variant.name, src.kind, files=src.files())
+        key = source_key(self.variant.name, src.kind, *src.settings, files=src.files())
         return cached(cache_root(self.cache_dir) / self.variant.name / f"{src.kind}-{key}.pt", src.decode)
 
     def load(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:

@@ -5,10 +5,14 @@ Where the reviews come from (first that exists; `adaptive_lr.data.source` conven
      `aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt` as a folder, or inside a tarball (`aclImdb-labelled.tar.gz`,
      the offline mirror, or Stanford's `aclImdb_v1.tar.gz`), read member by member, never extracted;
      `train/unsup` and every other member are ignored;
-  2. `download: true` and the `datasets` package importable: Hugging Face `imdb` (downloaded into the cache);
+  2. `download: true` and the `datasets` package importable: the Hugging Face hub dataset `hf.id`
+     (`stanfordnlp/imdb`), downloaded into the cache;
   3. else `DataNotFoundError`.
+That is `source: auto`; `source: hf` goes to 2 directly, and a folder path reads a dataset saved by `datasets`
+(save_to_disk or Parquet, columns `hf.input_column` / `hf.label_column`, label 1 = pos), see `data.hf`.
 Then, once per (source, tokenizer settings, max_len, val_size, split_seed), the expensive part is cached:
-  4. reviews are put in a fixed order (split, label, numeric id), whatever order the folder or tarball lists them;
+  4. reviews are put in a fixed order (split, label, numeric id), whatever order the folder or tarball lists
+     them (a Hugging Face dataset's row number is the id);
   5. validation is `val_size` reviews carved from train by a permutation seeded with `split_seed` (independent of
      the run seed); the tokenizer is fit on the remaining train reviews only (never on val or test);
   6. every split is encoded once to int32 ids [N, max_len] (`data.text`: first `max_len` tokens, padded with the
@@ -30,13 +34,13 @@ from pathlib import Path
 import torch
 
 from adaptive_lr.data.base import InMemoryDataModule
+from adaptive_lr.data.hf import HFDataset, HubLocation, Location, hf_location, read_splits, text_column
 from adaptive_lr.data.source import (
     DECODE_ERRORS,
     DataError,
     cache_root,
     cached,
     candidate_dirs,
-    fetch,
     not_found,
     source_key,
 )
@@ -49,13 +53,15 @@ TARBALLS = ("aclImdb-labelled.tar.gz", "aclImdb_v1.tar.gz")
 EXPECTED = (f"{FOLDER}/{{train,test}}/{{pos,neg}}/<id>_<rating>.txt", *TARBALLS)
 SPLITS = ("train", "test")
 LABELS = {"neg": 0, "pos": 1}
+HF = HFDataset("stanfordnlp/imdb", "text", "label")
 _MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 Reviews = dict[str, tuple[list[str], list[int]]]  # split -> (texts, labels)
 
 
 # -- sources ---------------------------------------------------------------------------------------------------------
-def _ordered(items: Iterable[tuple[str, str, int, str]], where: Path) -> Reviews:
+def _ordered(items: Iterable[tuple[str, str, int, str]], where: object,
+             expected: str = EXPECTED[0]) -> Reviews:
     """(split, label name, id, text) records -> per split texts and labels in (label, id) order (rule 4); a
     split without reviews of both labels is a `DataError` naming the source."""
     out: Reviews = {}
@@ -65,7 +71,7 @@ def _ordered(items: Iterable[tuple[str, str, int, str]], where: Path) -> Reviews
         missing = [name for name, label in LABELS.items() if label not in out[split][1]]
         if missing:
             raise DataError(f"imdb: {where} has no labelled {split}/{'|'.join(missing)} reviews; expected "
-                            f"{EXPECTED[0]}")
+                            f"{expected}")
     return out
 
 
@@ -103,12 +109,15 @@ def read_folder(root: Path) -> Reviews:
     return _ordered(records, root)
 
 
-def read_hf(cache: Path) -> Reviews:
-    """Hugging Face `imdb` (labels 0 = neg, 1 = pos, as here), downloaded into `cache`."""
-    from datasets import load_dataset
-
-    data = load_dataset("imdb", cache_dir=str(cache))
-    return {split: (list(data[split]["text"]), [int(v) for v in data[split]["label"]]) for split in SPLITS}
+def read_hf(location: Location, cache_dir: PathLike) -> Reviews:
+    """The labelled reviews of a Hugging Face dataset (label 0 = neg, 1 = pos, as here; `unsupervised`
+    ignored)."""
+    names = {label: name for name, label in LABELS.items()}
+    splits = read_splits(location, cache_dir, len(LABELS), text_column)
+    records = [(split, names[label], i, text) for split, (reviews, labels) in splits.items()
+               for i, (text, label) in enumerate(zip(reviews, labels, strict=True))]
+    return _ordered(records, location.where(), f"both labels 0 (neg) and 1 (pos) in column "
+                                               f"{location.spec.label_column!r}")
 
 
 def find_local(data_dir: PathLike) -> tuple[Path, list[Path]] | tuple[None, list[Path]]:
@@ -143,6 +152,8 @@ class IMDBDataModule(InMemoryDataModule):
         data_dir: PathLike = None,
         cache_dir: PathLike = None,
         download: bool = True,
+        source: str = "auto",
+        hf: HFDataset | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, seed)
         for name, value, low in (("max_len", max_len, 1), ("val_size", val_size, 1)):
@@ -155,18 +166,22 @@ class IMDBDataModule(InMemoryDataModule):
         self.max_len, self.val_size, self.split_seed = max_len, val_size, split_seed
         self.subset, self.eval_subset = subset, eval_subset
         self.data_dir, self.cache_dir, self.download = data_dir, cache_dir, download
+        self.source_setting, self.hf = source, hf if hf is not None else HF
         self.cache_file: Path | None = None  # set by load(): where the encoded splits live, and the tokenizer
         self.tokenizer_dir: Path | None = None
 
     def _source(self) -> tuple[tuple[object, ...], list[Path], Callable[[], Reviews]]:
-        """(identity of the source, its files for the cache key, a zero-argument reader) in the order 1-3."""
+        """(identity of the source, its files for the cache key, a zero-argument reader): the Hugging Face
+        source that `source` names, else (`auto`) the first of 1-3."""
+        location = hf_location(self.source_setting, self.hf, DATASET)
+        if location is not None:
+            return self._hf(location)
         local, searched = find_local(self.data_dir)
         if local is not None and local.is_dir():
             dirs = [local / s / lab for s in SPLITS for lab in LABELS]  # their mtimes change when files do
             return ("aclImdb-folder",), dirs, lambda: read_folder(local)
         if local is not None:
             return ("aclImdb-tar",), [local], lambda: read_tarball(local)
-        hf_cache = cache_root(self.cache_dir) / DATASET / "hf"
         if self.download:
             try:
                 import datasets  # noqa: F401
@@ -174,9 +189,13 @@ class IMDBDataModule(InMemoryDataModule):
                 raise not_found(DATASET, searched, EXPECTED, hint=(
                     "download=true needs the Hugging Face `datasets` package (pip install datasets), which is not "
                     "installed; or put aclImdb-labelled.tar.gz in the data directory.")) from None
-            return ("hf-imdb",), [], lambda: fetch(lambda: read_hf(hf_cache), DATASET, searched, EXPECTED)
+            return self._hf(HubLocation(self.hf, DATASET, tuple(searched), EXPECTED))
         raise not_found(DATASET, searched, EXPECTED,
                         hint="Set data.download=true (needs the `datasets` package) or copy the IMDB tarball there.")
+
+    def _hf(self, location: Location) -> tuple[tuple[object, ...], list[Path], Callable[[], Reviews]]:
+        read = lambda: read_hf(location, self.cache_dir)
+        return (location.kind, *location.settings), location.files(), read
 
     def _build(self, read: Callable[[], Reviews], tokenizer_dir: Path) -> dict[str, torch.Tensor]:
         reviews = read()

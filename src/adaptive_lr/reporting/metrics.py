@@ -5,8 +5,9 @@ direction), so adding a metric touches `METRIC_ROWS` alone: `per_run_metrics` ev
 function on each result run, `aggregate` applies every row's aggregation per task x scheduler, and the report's
 table prints every row. Aggregations (each keeps inside the quantity's range):
 - "mean":    mean over seeds with a percentile bootstrap interval (`stats.bootstrap_mean_ci`);
-- "reached": for times to the task's threshold, "reached k/n" with the mean and bootstrap interval over the
-             seeds that reached it (a miss is never counted as the budget);
+- "reached": for times to the task's threshold, "reached k/n" with a Wilson interval of the share (solved or not,
+             as on the XOR sets), then the mean and bootstrap interval over the seeds that reached it (a miss is
+             never counted as the budget);
 - "spread":  the sample standard deviation over seeds (ddof=1);
 - "rate":    a count of runs with a Wilson interval of the rate (`stats.wilson_ci`).
 
@@ -172,7 +173,8 @@ METRIC_ROWS: tuple[MetricRow, ...] = (
 
 def summary_columns(rows: tuple[MetricRow, ...] = METRIC_ROWS) -> list[str]:
     """The columns one aggregation writes for each row, in the rows' order."""
-    suffixes = {"mean": ("_mean", "_ci_low", "_ci_high"), "reached": ("_reached", "_mean", "_ci_low", "_ci_high"),
+    suffixes = {"mean": ("_mean", "_ci_low", "_ci_high"),
+                "reached": ("_reached", "_reached_low", "_reached_high", "_mean", "_ci_low", "_ci_high"),
                 "spread": ("",), "rate": ("_count", "_rate_low", "_rate_high")}  # fmt: skip
     return [row.name + s for row in rows for s in suffixes[row.aggregation]]
 
@@ -261,7 +263,9 @@ def _aggregate_row(row: MetricRow, values: pd.Series, group: pd.DataFrame, confi
     if row.aggregation == "reached":
         hit = x[np.isfinite(x)]
         mean, low, high = bootstrap_mean_ci(hit, confidence) if hit.size else (math.nan,) * 3
-        return {f"{row.name}_reached": int(hit.size), f"{row.name}_mean": mean, f"{row.name}_ci_low": low,
+        share_low, share_high = wilson_ci(int(hit.size), x.size, confidence)  # solved or not: a success count
+        return {f"{row.name}_reached": int(hit.size), f"{row.name}_reached_low": share_low,
+                f"{row.name}_reached_high": share_high, f"{row.name}_mean": mean, f"{row.name}_ci_low": low,
                 f"{row.name}_ci_high": high}  # fmt: skip
     if row.aggregation == "spread":
         return {row.name: float(np.std(x, ddof=1)) if x.size > 1 else math.nan}
@@ -293,8 +297,9 @@ def _margin(runs: pd.DataFrame, task: str, baseline_final: float) -> tuple[float
         return math.nan, "no margin declared"
     margin = float(tagged["equivalence_margin"].iloc[0])
     if bool(tagged["margin_relative"].iloc[0]):
-        return margin * abs(baseline_final), f"{margin:g} x |best baseline's mean final val| = {margin * abs(baseline_final):.4g}"
-    return margin, f"{margin:g} (absolute)"
+        scaled = margin * abs(baseline_final)
+        return scaled, f"margin {margin:g} x |best baseline's mean final val| = {scaled:.4g}"
+    return margin, f"margin {margin:g} (absolute)"
 
 
 def _paired(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -403,10 +408,13 @@ def out_of_range(summary: pd.DataFrame, comparisons: pd.DataFrame,
             if low_col is None:
                 continue
             lo, hi = row.bounds(r.metric)
-            for col in (row.name + low_col, row.name + high_col):
+            checks = [(row.name + low_col, (lo, hi)), (row.name + high_col, (lo, hi))]
+            if row.aggregation == "reached":  # the Wilson interval of the share of seeds that reached it
+                checks += [(row.name + "_reached_low", (0.0, 1.0)), (row.name + "_reached_high", (0.0, 1.0))]
+            for col, (low, high) in checks:
                 value = getattr(r, col)
-                if math.isfinite(value) and not lo - 1e-12 <= value <= hi + 1e-12:
-                    bad.append(f"{r.task}/{r.scheduler} {col} = {value} outside [{lo}, {hi}]")
+                if math.isfinite(value) and not low - 1e-12 <= value <= high + 1e-12:
+                    bad.append(f"{r.task}/{r.scheduler} {col} = {value} outside [{low}, {high}]")
     for c in comparisons.itertuples(index=False):
         lo, hi = _difference_range(c.metric)
         for value in (c.difference_ci_low, c.difference_ci_high):

@@ -281,8 +281,9 @@ def _results(ctx: ReportContext) -> list[str]:
     lines = [
         "## Results per task", "",
         f"Mean over seeds with a {CONFIDENCE:.0%} percentile bootstrap interval (scipy.stats.bootstrap over the "
-        "seeds; it stays inside the metric's range; nan with one seed). Times to threshold: reached k/n seeds, "
-        "then the mean and interval over the seeds that reached it (a miss is never counted as the budget). "
+        "seeds; it stays inside the metric's range; nan with one seed). Times to threshold: reached k/n seeds with "
+        "a Wilson interval of that share, then the mean and interval over the seeds that reached it (a miss is "
+        "never counted as the budget). "
         "Gen. gap: final eval-mode metric on a fixed train subset of the validation set's size minus the final "
         "val metric. Diverged: count with a Wilson interval of the rate. Plots: validation curves are the mean "
         "over seeds with a band of ± 1 sample std; controller actions show every decision of every seed.", "",
@@ -323,10 +324,12 @@ def _cell(row: MetricRow, r: object) -> str:
         return _ci(getattr(r, f"{name}_mean"), getattr(r, f"{name}_ci_low"), getattr(r, f"{name}_ci_high"), spec)
     if row.aggregation == "reached":
         reached = getattr(r, f"{name}_reached")
+        share = (f"{reached}/{r.n_seeds} [{_fmt(getattr(r, f'{name}_reached_low'), spec='.2g')}, "
+                 f"{_fmt(getattr(r, f'{name}_reached_high'), spec='.2g')}]")
         if not reached:
-            return f"0/{r.n_seeds}"
+            return share
         interval = _ci(getattr(r, f"{name}_mean"), getattr(r, f"{name}_ci_low"), getattr(r, f"{name}_ci_high"), spec)
-        return f"{reached}/{r.n_seeds}: {interval}"
+        return f"{share}: {interval}"
     if row.aggregation == "spread":
         return _fmt(getattr(r, name), spec=spec)
     count = getattr(r, f"{name}_count")

@@ -121,6 +121,11 @@ class EpochMeanTask(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def predict(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The model's output for a batch whose first tensor is the input (a task whose model takes more of the
+        batch, such as known-future covariates, overrides this)."""
+        return self.model(batch[0])
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # batches of in-memory tensors usually live on the device already: skip Lightning's recursive move
         if isinstance(batch, (tuple, list)) and all(
@@ -274,7 +279,7 @@ class EpochMeanTask(L.LightningModule):
         try:
             with torch.no_grad():
                 batch = self.transfer_batch_to_device(batch, self.device, 0)
-                loss = self.loss_fn(self.model(batch[0]), batch[1])
+                loss = self.loss_fn(self.predict(batch), batch[1])
         finally:
             self.model.train(was_training)
         return float(loss.item())  # sync point: one per probe

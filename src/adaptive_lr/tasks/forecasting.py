@@ -22,8 +22,9 @@ EVAL_METRICS = (
 
 
 class ForecastTask(EpochMeanTask):
-    """Regression of the next `horizon` values: batches (x [B, L, F], y [B, H], naive [B, H], scale [B]) as
-    `data.electricity.ElectricityDataModule` yields them (a plain (x, y) batch is enough for training).
+    """Regression of the next `horizon` values: batches (x [B, L, F], y [B, H], naive [B, H], scale [B]), plus
+    future [B, H, K] when the data has known-future covariates, as `data.forecast.ForecastDataModule` yields them
+    (a plain (x, y) batch is enough for training); the model gets x, and future when the batch has it.
 
     Publishes epoch means (machinery in `tasks.base`): every stage `{stage}_loss`, `{stage}_mse`, `{stage}_mae` in
     normalised units; val and test also `{stage}_mse_orig`/`{stage}_mae_orig` in the series' original units
@@ -44,9 +45,13 @@ class ForecastTask(EpochMeanTask):
             {"train": TRAIN_METRICS, "val": EVAL_METRICS, "test": EVAL_METRICS},
         )
 
+    def predict(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The model's forecast of the batch: from x, and the horizon's known-future covariates (batch[4]) if any."""
+        return self.model(batch[0], batch[4]) if len(batch) > 4 else self.model(batch[0])
+
     def batch_metrics(self, batch: Sequence[torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch[0], batch[1]
-        pred = self.model(x)
+        y = batch[1]
+        pred = self.predict(batch)
         loss = self.loss_fn(pred, y)
         with torch.no_grad():
             err = pred.detach() - y

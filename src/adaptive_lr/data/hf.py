@@ -1,0 +1,230 @@
+"""Hugging Face `datasets` as one more source of the real-data DataModules (CIFAR-10/100, IMDB).
+
+A DataModule's `source` setting (config key `data.source`) picks where its data come from:
+  - `auto` (default): the DataModule's own order (data directory, the cache, then its library's download);
+  - `hf`: the hub dataset `hf.id` (`uoft-cs/cifar10`, `uoft-cs/cifar100`, `stanfordnlp/imdb`) through
+    `load_dataset`, downloaded into the project's cache (`<cache>/huggingface/datasets`) and read from there
+    afterwards (offline too, with `HF_DATASETS_OFFLINE=1`); a failed download is a `DataNotFoundError`;
+  - a folder: a `DatasetDict` written by `save_to_disk` (it holds `dataset_dict.json`), or Parquet files
+    whose path names the split (`plain_text/train-00000-of-00001.parquet` as on the hub, `test.parquet`).
+Rules:
+  1. the `train` and `test` splits are read, rows in their order; others (IMDB's `unsupervised`) are ignored;
+  2. `hf.input_column` holds the inputs (an `Image` feature for CIFAR, strings for IMDB) and `hf.label_column`
+     integer class labels (`ClassLabel` or an integer `Value`) in [0, num_classes); a missing split or column,
+     another type, a label out of range or an unreadable file is a `DataError` naming the file (or hub id)
+     and the column;
+  3. the DataModule decodes what it gets exactly as the same content from its other sources (the tensors, and
+     so the run's `data_checksum`, do not depend on the source) and caches the tensors under a key made of the
+     hub id and columns, or of the local files' identities, so a second run neither loads nor decodes again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from adaptive_lr.data.source import DataError, DataNotFoundError, cache_root, fetch
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+PathLike = str | os.PathLike[str] | None
+SPLITS = ("train", "test")
+AUTO = "auto"
+INT_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+
+
+@dataclass(frozen=True)
+class HFDataset:
+    """Which hub dataset holds a task's data, and its input and label columns (`data.hf` in a task config)."""
+
+    id: str
+    input_column: str
+    label_column: str = "label"
+
+    def columns(self) -> tuple[str, str, str]:
+        return self.id, self.input_column, self.label_column
+
+
+def hf_cache(cache_dir: PathLike) -> Path:
+    """Where `load_dataset` keeps downloads and Arrow files: under the project's cache folder, where
+    `runtime.configure_environment` also points `HF_HOME`."""
+    return cache_root(cache_dir) / "huggingface" / "datasets"
+
+
+# -- locations: where a DatasetDict is loaded from ----------------------------------------------------------
+@dataclass(frozen=True)
+class HubLocation:
+    """`source: hf`: the hub dataset `spec.id`, through `load_dataset` into the project's cache."""
+
+    spec: HFDataset
+    dataset: str
+    searched: tuple[Path, ...] = ()  # for a failed download's message: the local folders searched before it
+    expected: tuple[str, ...] = ()  # and the files they could have held
+
+    kind = "hf-hub"
+
+    def files(self) -> list[Path]:
+        return []  # the hub id and columns are the identity (`settings`)
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return self.spec.columns()
+
+    def where(self) -> str:
+        return f"hub dataset {self.spec.id}"
+
+    def load(self, cache_dir: PathLike) -> DatasetDict:
+        from datasets import load_dataset
+
+        cache = hf_cache(cache_dir)
+        return fetch(lambda: load_dataset(self.spec.id, cache_dir=str(cache)), self.dataset,
+                     [*self.searched, cache], [*self.expected, f"the Hugging Face dataset {self.spec.id}"])
+
+
+_SPLIT_IN_PATH = {s: re.compile(rf"(?:^|[/_.-]){s}(?:[/_.-]|$)") for s in SPLITS}
+
+
+@dataclass(frozen=True)
+class DiskLocation:
+    """`source: <folder>`: a `save_to_disk` DatasetDict or Parquet files named by split, read offline."""
+
+    path: Path
+    spec: HFDataset
+    dataset: str
+
+    kind = "hf-disk"
+
+    @classmethod
+    def at(cls, source: object, spec: HFDataset, dataset: str) -> DiskLocation:
+        path = Path(source).expanduser() if isinstance(source, str) and source else None
+        if path is None or not path.is_dir():
+            raise DataNotFoundError(f"{dataset}: data.source={source!r} is neither 'auto', 'hf' nor a folder "
+                                    "holding a dataset saved by Hugging Face `datasets` (save_to_disk, "
+                                    "Parquet)")
+        return cls(path, spec, dataset)
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        return self.spec.columns()[1:]
+
+    def saved(self) -> bool:
+        return (self.path / "dataset_dict.json").is_file()
+
+    def files(self) -> list[Path]:
+        pattern = "*.arrow" if self.saved() else "*.parquet"
+        return sorted(p for p in self.path.rglob(pattern) if p.is_file())
+
+    def where(self) -> str:
+        return str(self.path)
+
+    def parquet_splits(self) -> dict[str, list[str]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        found: dict[str, list[str]] = {}
+        for split, pattern in _SPLIT_IN_PATH.items():
+            found[split] = [str(f) for f in self.files()
+                            if pattern.search(f.relative_to(self.path).as_posix())]
+            if not found[split]:
+                raise DataError(f"{self.dataset}: {self.path} has no {split} split: expected a dataset "
+                                f"saved with save_to_disk (dataset_dict.json) or Parquet files named "
+                                f"{split}*.parquet")
+            for file in found[split]:
+                try:
+                    pq.read_metadata(file)
+                except (OSError, pa.ArrowException) as err:
+                    raise DataError(f"{self.dataset}: {file} is not a readable Parquet file ({err})") from err
+        return found
+
+    def load(self, cache_dir: PathLike) -> DatasetDict:
+        from datasets import load_dataset, load_from_disk
+
+        if self.saved():
+            try:
+                return load_from_disk(str(self.path))
+            except (OSError, ValueError) as err:
+                raise DataError(f"{self.dataset}: {self.path} is not a readable saved dataset "
+                                f"({err})") from err
+        return load_dataset("parquet", data_files=self.parquet_splits(), cache_dir=str(hf_cache(cache_dir)))
+
+
+Location = HubLocation | DiskLocation
+#: the named values of `data.source` (`auto`: None, the DataModule's own order); any other value is a folder
+NAMED: dict[str, Callable[[HFDataset, str], Location | None]] = {
+    AUTO: lambda spec, dataset: None,
+    "hf": HubLocation,
+}
+
+
+def hf_location(source: object, spec: HFDataset, dataset: str) -> Location | None:
+    """The Hugging Face location `source` names, or None for `auto` (module docstring)."""
+    named = NAMED.get(source) if isinstance(source, str) else None
+    return named(spec, dataset) if named is not None else DiskLocation.at(source, spec, dataset)
+
+
+# -- reading columns (rule 2) -------------------------------------------------------------------------------
+def read_splits(location: Location, cache_dir: PathLike, num_classes: int,
+                inputs: Callable[[Dataset, str, str], list[Any]]) -> dict[str, tuple[list[Any], list[int]]]:
+    """{split: (inputs, labels)} of the train and test splits; `inputs(dataset, column, where)` reads and
+    checks the input column."""
+    data = location.load(cache_dir)
+    spec, where = location.spec, location.where()
+    out: dict[str, tuple[list[Any], list[int]]] = {}
+    for split in SPLITS:
+        if split not in data:
+            raise DataError(f"{location.dataset}: {where} has no {split} split (it has {sorted(data)})")
+        part = data[split]
+        if len(part) == 0:
+            raise DataError(f"{location.dataset}: {where} has an empty {split} split")
+        for column in (spec.input_column, spec.label_column):
+            if column not in part.column_names:
+                raise DataError(f"{location.dataset}: {where} {split} split has no column {column!r} "
+                                f"(it has {part.column_names}); set data.hf.input_column or "
+                                "data.hf.label_column")
+        out[split] = (inputs(part, spec.input_column, f"{where} {split}"),
+                      labels(part, spec.label_column, num_classes, f"{where} {split}"))
+    return out
+
+
+def labels(part: Dataset, column: str, num_classes: int, where: str) -> list[int]:
+    """Integer class labels in [0, num_classes) from a `ClassLabel` or integer `Value` column."""
+    from datasets import ClassLabel, Value
+
+    feature = part.features[column]
+    if not (isinstance(feature, ClassLabel) or (isinstance(feature, Value) and feature.dtype in INT_DTYPES)):
+        raise DataError(f"{where}: column {column!r} holds {feature}, expected integer class labels")
+    values = list(part[column])
+    bad = [v for v in values if not 0 <= v < num_classes]
+    if bad:
+        raise DataError(f"{where}: column {column!r} has labels {sorted(set(bad))[:5]} outside "
+                        f"[0, {num_classes})")
+    return values
+
+
+def image_column(part: Dataset, column: str, where: str) -> list[bytes]:
+    """The encoded bytes of an `Image` column (read from its paths where the bytes are not stored)."""
+    from datasets import Image
+
+    feature = part.features[column]
+    if not isinstance(feature, Image):
+        raise DataError(f"{where}: column {column!r} holds {feature}, expected an Image feature")
+    out = []
+    for cell in part.cast_column(column, Image(decode=False))[column]:
+        out.append(cell["bytes"] if cell["bytes"] is not None else Path(cell["path"]).read_bytes())
+    return out
+
+
+def text_column(part: Dataset, column: str, where: str) -> list[str]:
+    """The strings of a text column."""
+    from datasets import Value
+
+    feature = part.features[column]
+    if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+        raise DataError(f"{where}: column {column!r} holds {feature}, expected text (a string Value)")
+    return list(part[column])
+
