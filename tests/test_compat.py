@@ -7,7 +7,6 @@ import functools
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.tensorboard import SummaryWriter
@@ -16,13 +15,12 @@ from adaptive_lr.compat import HOOK_NAME, event_file_writer, pool_processes, run
 from adaptive_lr.data.xor import XORDataModule
 from adaptive_lr.models.mlp import MLP
 from adaptive_lr.tasks import ClassificationTask
+from trainer_support import bare_trainer
 
 SGD = functools.partial(torch.optim.SGD, lr=0.1)
 
 
-def tiny_trainer(**kwargs) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, **kwargs)
+tiny_trainer = bare_trainer
 
 
 class CountedByHand(ClassificationTask):

@@ -15,24 +15,14 @@ from adaptive_lr.data.xor import XORDataModule
 from adaptive_lr.models.mlp import MLP
 from adaptive_lr.tasks import ClassificationTask
 from adaptive_lr.tasks.epoch_mean import EpochMeans
+from trainer_support import bare_trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")  # a Lightning/torch deprecation, not ours
 
 SGD = functools.partial(torch.optim.SGD, lr=0.5)
 
 
-def trainer(max_epochs: int = 1, **kwargs) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        max_epochs=max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-        **kwargs,
-    )
+trainer = bare_trainer
 
 
 # -- EpochMeans ------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from adaptive_lr.models.forecaster import LSTMForecaster
 from adaptive_lr.runner import build, run
 from adaptive_lr.tasks.forecasting import ForecastTask
 from store_support import seed_store
+from trainer_support import bare_trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
 
@@ -65,17 +66,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def trainer(max_epochs: int = 1) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        max_epochs=max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-    )
+trainer = bare_trainer
 
 
 def datamodule(data_dir: Path, tmp_path: Path) -> ElectricityDataModule:
