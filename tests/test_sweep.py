@@ -172,3 +172,27 @@ def test_a_sweep_with_its_own_seeds_then_runs_the_grid_seeds_at_each_columns_bes
     assert sorted(int(r.data.tags["seed"]) for r in final) == [0, 1]
     assert {(r.data.params["lr"], r.data.tags["tuned_from_sweep"]) for r in final} == {(best, f"lr={float(best)}")}
     assert f"best sweep point xor_clean/fixed: lr={float(best):g}" in out.getvalue()
+
+
+def test_anytime_fractions_are_real_runs_with_that_share_of_the_epoch_budget(tmp_path):
+    """`anytime: [0.25, 0.5]`: each final cell again with max_epochs rounded to the fraction (at least 1), phase
+    `anytime`, its own key, after any tuned override; the tuning phase does not repeat them."""
+    path = tmp_path / "anytime.yaml"
+    path.write_text("name: anytime\ntasks: [xor_clean]\nschedulers: [fixed, cosine]\nseeds: [0, 1]\n"
+                    "overrides: [trainer.max_epochs=8]\nanytime: [0.25, 0.5]\n"
+                    "tuning: {param: lr, values: [0.01, 0.1], seeds: [7]}\n")
+    from adaptive_lr.experiment import tune_cells
+
+    grid = load_grid(str(path))
+    final = [c for c in grid.cells if c.phase == "final"]
+    short = [c for c in grid.cells if c.phase == "anytime"]
+    assert len(final) == 4 and len(short) == 8 and len({c.key for c in grid.cells}) == 12
+    budgets = {(c.scheduler, c.seed, dict(c.tags)["budget_fraction"]): compose(c.overrides).trainer.max_epochs
+               for c in short}
+    assert set(budgets.values()) == {2, 4} and budgets["cosine", 0, "0.25"] == 2 and budgets["fixed", 1, "0.5"] == 4
+    cosine = next(c for c in short if c.scheduler == "cosine" and dict(c.tags)["budget_fraction"] == "0.5")
+    assert compose(cosine.overrides).scheduler.policy.t_max == 4  # cosine anneals over the shorter horizon
+    assert len(tune_cells(grid)) == 2 * 2 * 1  # schedulers x values x tuning seeds: no anytime tuning
+    path.write_text(path.read_text().replace("anytime: [0.25, 0.5]", "anytime: [1.5]"))
+    with pytest.raises(ConfigError, match=r"anytime must be a list of budget fractions in \(0, 1\)"):
+        load_grid(str(path))

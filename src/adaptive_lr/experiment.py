@@ -47,7 +47,7 @@ from adaptive_lr.tracking.run import PARENT_TAG, process_alive, search_all
 from adaptive_lr.tracking.run import mark_orphans as mark_store_orphans
 
 GRID_KEYS = ("name", "description", "tasks", "schedulers", "seeds", "overrides", "task_overrides",
-             "scheduler_overrides", "variants", "views", "include", "tuning", "extends", "sweep")
+             "scheduler_overrides", "variants", "views", "include", "tuning", "extends", "sweep", "anytime")
 TUNING_KEYS = ("param", "values", "low", "high", "n", "method", "seeds", "sample_seed")
 SWEEP_KEYS = ("param", "center", "decades", "points", "seeds")
 MULTIPLIER = "lr_multiplier"  # the global key learning-rate-free optimizer configs read as their LR multiplier
@@ -308,6 +308,7 @@ def load_grid(name: str, extra_overrides: Sequence[str] = (), _seen: tuple[str, 
     if len(set(keys)) != len(keys):
         raise ConfigError(f"experiment {name!r}: the same cell appears twice (check includes)")
     tuning = Tuning.from_spec(name, spec["tuning"]) if spec.get("tuning") else None
+    cells += _anytime_cells(name, spec.get("anytime", []), [c for c in cells if c.phase == "final"])
     return Grid(grid_name, spec.get("description", ""), cells, tuning, sweep=sweep,
                 sweep_cells=sweep_cells if sweep is not None and sweep.seeds else [])
 
@@ -330,6 +331,26 @@ def _extended(name: str, spec: dict[str, Any], seen: tuple[str, ...]) -> dict[st
     merged = {**_extended(base, parent, (*seen, Path(base).stem)), **spec}
     merged.pop("extends")
     return {k: v for k, v in merged.items() if v is not None}
+
+
+def _anytime_cells(name: str, fractions: Any, cells: Sequence[Cell]) -> list[Cell]:
+    """`anytime: [0.25, 0.5]`: every final cell again as a real run with that fraction of its epoch budget
+    (`trainer.max_epochs` = the rounded fraction, at least 1), so a schedule that needs its horizon (cosine, the
+    cooldowns) gets the shorter one, not a truncated curve of the longer run. Phase `anytime`, tag
+    `budget_fraction`; tuned grids run them at the same chosen setting as the final cells; never results."""
+    if not isinstance(fractions, list) or not all(_positive_number(f) and f < 1 for f in fractions):
+        raise ConfigError(f"experiment {name!r}: anytime must be a list of budget fractions in (0, 1), got "
+                          f"{fractions!r}")
+    epochs: dict[tuple[str, str], int] = {}
+    extra = []
+    for cell in cells:
+        if (cell.task, cell.scheduler) not in epochs:
+            epochs[cell.task, cell.scheduler] = int(compose(cell.overrides).trainer.max_epochs)
+        for fraction in sorted(set(fractions)):
+            budget = max(1, round(epochs[cell.task, cell.scheduler] * fraction))
+            extra.append(replace(cell, overrides=(*cell.overrides, f"trainer.max_epochs={budget}"), phase="anytime",
+                                 point=f"budget={fraction:g}", tags=(*cell.tags, ("budget_fraction", f"{fraction:g}"))))
+    return extra
 
 
 def _reseeded(cells: Sequence[Cell], seeds: Sequence[int]) -> list[Cell]:
@@ -373,7 +394,8 @@ def tune_cells(grid: Grid) -> list[Cell]:
     def without_seed(cell: Cell) -> tuple[str, ...]:
         return tuple(o for o in cell.overrides if o != f"seed={cell.seed}")
 
-    pairs = dict.fromkeys((c.task, c.scheduler, without_seed(c)) for c in grid.cells)  # keep order, drop seeds
+    pairs = dict.fromkeys((c.task, c.scheduler, without_seed(c)) for c in grid.cells
+                          if c.phase == "final")  # keep order, drop seeds (anytime cells reuse the choice)
     return [
         Cell(task, sched, seed, (*rest, f"seed={seed}", f"{t.param}={value}"), phase="tune")
         for (task, sched, rest) in pairs for value in t.values for seed in t.seeds
@@ -716,7 +738,7 @@ def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None 
         if grid.sweep_cells and i == 1:  # 2) the grid's seeds at each column's best sweep point
             best_point = best_sweep_points(grid, tracking_uri)
             cells = [replace(c, overrides=(*c.overrides, best_point[(c.task, c.scheduler)]),
-                             tags=(("tuned_from_sweep", best_point[(c.task, c.scheduler)]),)) for c in cells]
+                             tags=(*c.tags, ("tuned_from_sweep", best_point[(c.task, c.scheduler)]))) for c in cells]
             for (task, sched), point in best_point.items():
                 print(f"[{grid.name}] best sweep point {task}/{sched}: {point}", file=out, flush=True)
             cfgs = {cell: compose(cell.overrides) for cell in cells}

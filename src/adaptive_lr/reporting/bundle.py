@@ -35,7 +35,8 @@ FORMAT = 1
 MANIFEST = "bundle.json"
 FRAMES = {"runs": "runs.csv", "epochs": "epochs.csv", "lr": "lr.csv", "actions": "actions.csv"}
 INTEGERS = ("seed", "max_epochs", "steps_per_epoch")  # nullable: a tag may be missing
-FLOATS = ("threshold", "test_loss", "test_metric", "test_baseline", "equivalence_margin", "lr", "final_val")
+FLOATS = ("threshold", "test_loss", "test_metric", "test_baseline", "equivalence_margin", "lr", "final_val",
+          "budget_fraction")
 BOOLEANS = ("adaptive", "diverged_tag", "superseded", "margin_relative")
 FRAME_TYPES = {
     "epochs": {"epoch": int, "value": float},
@@ -167,6 +168,8 @@ def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
             skipped += 1
             continue
         tags = {c: t for c in TAG_COLUMNS if (t := _tag(getattr(run, c))) is not None}
+        if math.isfinite(run.budget_fraction):
+            tags["budget_fraction"] = f"{run.budget_fraction:g}"
         tags.update({"scheduler": run.scheduler.removesuffix(" +warm"), "metric_mode": run.mode,
                      "adaptive": str(bool(run.adaptive)).lower(), "diverged": str(bool(run.diverged_tag)).lower(),
                      "margin_relative": str(bool(run.margin_relative)).lower(), "imported_from": str(run.run_id)})

@@ -35,6 +35,7 @@ EPOCH_METRICS = ("train_loss", "val_loss", "epoch_time_s", "epoch_lr", "nonfinit
 ACTIONS = {code: name for name, code in POLICY_ACTIONS.items()}
 _PAGE_SIZE = 1000
 TUNE, SWEEP = "tune", "sweep"  # phases whose runs choose settings and are never results
+ANYTIME = "anytime"  # runs with a fraction of the budget: their own table, never mixed into results
 PROVENANCE_TAGS = (
     "git_commit", "data_checksum", "host", "cpu_count", "torch_version", "python_version", "device", "config_hash",
     "grid_jobs", "load_avg_start", "load_avg_end", "lr_bounds",
@@ -44,7 +45,7 @@ RUN_COLUMNS = [
     "run_id", "run_name", "status", "task", "scheduler", "seed", "adaptive", "metric", "mode", "threshold",
     "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "test_baseline", "warm_start", "error", "run_dir",
     "diverged_tag", "phase", "tuning_budget", "start_time", "superseded", "equivalence_margin", "margin_relative",
-    "lr", "lr_param", "final_val",
+    "lr", "lr_param", "final_val", "budget_fraction",
     *PROVENANCE_TAGS,
 ]  # fmt: skip
 
@@ -99,8 +100,8 @@ class RunData:
 
 
 def _final(runs: pd.DataFrame) -> pd.Series:
-    """FINISHED runs outside the tuning and sweep phases: results unless superseded."""
-    return (runs["status"] == FINISHED) & ~runs["phase"].isin([TUNE, SWEEP])
+    """FINISHED runs outside the tuning, sweep and anytime phases: results unless superseded."""
+    return (runs["status"] == FINISHED) & ~runs["phase"].isin([TUNE, SWEEP, ANYTIME])
 
 
 def _results(runs: pd.DataFrame) -> pd.Series:
@@ -239,6 +240,7 @@ def _run_row(run: Any) -> dict[str, Any]:
         "lr": _number(run.data.params.get(_lr_param(run.data.params)), float),
         "lr_param": _lr_param(run.data.params),
         "final_val": values.get(f"val_{metric}", math.nan),
+        "budget_fraction": _number(tags.get("budget_fraction"), float),  # anytime runs: their share of the budget
         **{name: tags.get(name, "") for name in PROVENANCE_TAGS},
     }
 

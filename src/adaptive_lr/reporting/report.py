@@ -41,7 +41,7 @@ from adaptive_lr.reporting.bundle import (
     read_manifest,
     write_bundle,
 )
-from adaptive_lr.reporting.collect import RunData, load_runs
+from adaptive_lr.reporting.collect import ANYTIME, FINISHED, RunData, load_runs
 from adaptive_lr.reporting.metrics import (
     METRIC_ROWS,
     MetricRow,
@@ -57,7 +57,16 @@ from adaptive_lr.reporting.profiles import (
     score_intervals,
 )
 from adaptive_lr.reporting.sensitivity import good_regions, sweep_points
-from adaptive_lr.reporting.stats import ALPHA, BETTER, CONFIDENCE, EQUIVALENT, INCONCLUSIVE, UNTESTED, WORSE
+from adaptive_lr.reporting.stats import (
+    ALPHA,
+    BETTER,
+    CONFIDENCE,
+    EQUIVALENT,
+    INCONCLUSIVE,
+    UNTESTED,
+    WORSE,
+    bootstrap_mean_ci,
+)
 
 CSV_FLOAT_FORMAT = "%.6g"
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
@@ -197,8 +206,11 @@ def render_markdown(ctx: ReportContext) -> str:
 def _header(ctx: ReportContext) -> list[str]:
     data = ctx.data
     other = []
-    if data.has_phases:
+    if data.has_phases and len(data.tune):
         other.append(f"{len(data.tune)} of tuning or sweep phases (never results)")
+    anytime = int((data.runs["phase"] == ANYTIME).sum())
+    if anytime:
+        other.append(f"{anytime} with a fraction of the budget (the anytime table, never results)")
     if len(data.superseded):
         cells = sorted({f"{r.task}/{r.scheduler}" for r in data.superseded.itertuples(index=False)})
         other.append(f"{len(data.superseded)} superseded by a later run of the same cell (never results: "
@@ -536,8 +548,40 @@ def _sensitivity(ctx: ReportContext) -> list[str]:
     return lines
 
 
+def _anytime(ctx: ReportContext) -> list[str]:
+    """Test metric at fractions of the budget, from real runs with that budget (phase `anytime`), beside the full
+    budget's results; when the grid ran any."""
+    runs = ctx.data.runs
+    short = runs[(runs["phase"] == ANYTIME) & (runs["status"] == FINISHED)]
+    if short.empty:
+        return []
+    fractions = sorted(short["budget_fraction"].dropna().unique())
+    lines = [
+        "## Anytime: the test metric at fractions of the budget", "",
+        "Each fraction is a run of its own with that share of the epoch budget (horizon-aware schedules such as "
+        "cosine and the cooldowns anneal over the shorter horizon; a feedback controller needs no horizon), at the "
+        f"same setting as the full-budget runs; mean over seeds with a {CONFIDENCE:.0%} bootstrap interval. Never "
+        "in a verdict.", "",
+    ]  # fmt: skip
+    for task, group in short.groupby("task", sort=True):
+        full = ctx.per_run[ctx.per_run["task"] == task]
+        lines += [f"### {task}", ""]
+        lines += _row(["scheduler", *[f"{f:.0%} of the budget" for f in fractions], "100% (results)"])
+        lines += _row(["---"] + ["---:"] * (len(fractions) + 1))
+        for scheduler in sorted(set(group["scheduler"]) | set(full["scheduler"])):
+            cells = []
+            for f in fractions:
+                values = group[(group["scheduler"] == scheduler) & (group["budget_fraction"] == f)]["test_metric"]
+                cells.append(_ci(*bootstrap_mean_ci(values.to_numpy(dtype=float))) if len(values) else "—")
+            values = full.loc[full["scheduler"] == scheduler, "test"]
+            cells.append(_ci(*bootstrap_mean_ci(values.to_numpy(dtype=float))) if len(values) else "—")
+            lines += _row([scheduler, *cells])
+        lines.append("")
+    return lines
+
+
 SECTIONS: tuple[Callable[[ReportContext], list[str]], ...] = (
-    _header, _verdicts, _results, _sensitivity, _profiles, _failed, _protocol, _links,
+    _header, _verdicts, _results, _anytime, _sensitivity, _profiles, _failed, _protocol, _links,
 )
 
 
