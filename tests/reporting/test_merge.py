@@ -42,3 +42,15 @@ def test_the_same_experiment_twice_is_refused(store, tmp_path):
     bundle = write_report("verdicts", uri, tmp_path / "parts", now=NOW).parent / "bundle"
     with pytest.raises(BundleError, match="the same experiment twice"):
         write_report_from_bundle([bundle, bundle], tmp_path / "study", name="study")
+
+
+def test_a_bundle_written_before_later_columns_existed_still_reads(store, tmp_path):
+    from adaptive_lr.reporting import read_bundle
+    from adaptive_lr.reporting.bundle import ADDED_COLUMNS
+
+    uri, _ = store
+    bundle = write_report("verdicts", uri, tmp_path / "parts", now=NOW).parent / "bundle"
+    runs = pd.read_csv(bundle / "runs.csv", dtype=str, keep_default_na=False)
+    runs.drop(columns=list(ADDED_COLUMNS)).to_csv(bundle / "runs.csv", index=False)
+    data = read_bundle(bundle)
+    assert data.runs["lr_bounds"].eq("").all() and data.runs["budget_fraction"].isna().all()

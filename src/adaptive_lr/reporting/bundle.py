@@ -38,6 +38,7 @@ INTEGERS = ("seed", "max_epochs", "steps_per_epoch")  # nullable: a tag may be m
 FLOATS = ("threshold", "test_loss", "test_metric", "test_baseline", "equivalence_margin", "lr", "final_val",
           "budget_fraction")
 BOOLEANS = ("adaptive", "diverged_tag", "superseded", "margin_relative")
+ADDED_COLUMNS = {"budget_fraction": "nan", "lr_bounds": ""}  # run columns added after format 1, with their default
 FRAME_TYPES = {
     "epochs": {"epoch": int, "value": float},
     "lr": {"step": int, "value": float},
@@ -108,6 +109,9 @@ def read_bundle(folder: Path, results_required: bool = True) -> RunData:
             raise BundleError(f"{path}: missing from the bundle")
         frames[name] = pd.read_csv(path, dtype=str, keep_default_na=False)
     runs = frames["runs"]
+    for column, default in ADDED_COLUMNS.items():  # a bundle written before the column existed
+        if column not in runs.columns:
+            runs[column] = default
     missing = [c for c in RUN_COLUMNS if c not in runs.columns]
     if missing:
         raise BundleError(f"{folder / FRAMES['runs']}: missing columns {', '.join(missing)}")
