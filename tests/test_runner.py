@@ -189,3 +189,13 @@ def test_a_group_may_select_several_views_and_unknown_ones_are_named():
     assert set(cfg.viz) == {"latent", "params"}
     with pytest.raises(ConfigError, match="unknown viz 'nope'; allowed: boundary"):
         compose(["viz=[latent,nope]"])
+
+
+def test_config_hash_ignores_where_the_data_come_from_but_not_which_series_is_forecast():
+    from adaptive_lr.runner import config_hash
+
+    base = compose(["task=cifar10"])
+    assert config_hash(base) == config_hash(compose(["task=cifar10", "data.source=hf"]))
+    forecast = compose(["task=electricity"])
+    other_target = compose(["task=electricity", "data.source.target=Temperature"])
+    assert config_hash(forecast) != config_hash(other_target)

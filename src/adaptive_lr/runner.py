@@ -34,8 +34,11 @@ def config_hash(cfg: DictConfig) -> str:
     data = to_container(cfg)
     for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control", "checkpoint"):
         data.pop(key, None)
-    for key in ("data_dir", "cache_dir", "source", "hf"):  # where the data come from does not change a run
-        data.get("data", {}).pop(key, None)
+    fed = data.get("data", {})
+    for key in ("data_dir", "cache_dir", "hf"):  # where the data come from does not change a run
+        fed.pop(key, None)
+    if isinstance(fed.get("source"), str):  # `auto`, `hf` or a folder: where from (the data checksum says what);
+        fed.pop("source")  # a forecasting task's `source` mapping (file, columns) is what it computes on: kept
     for key in ("margin", "margin_relative"):  # the verdicts' equivalence margin is read by reports only
         data.get("task", {}).pop(key, None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]

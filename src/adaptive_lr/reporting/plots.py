@@ -25,8 +25,17 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "unnamed"
 
 
+# matplotlib's tab20 (dark then light of each hue): distinct colours for up to 20 methods in one plot
+TAB20 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+         "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+         "#dbdb8d", "#9edae5")
+
+
 def scheduler_colors(schedulers: list[str]) -> dict[str, str]:
-    return {s: f"C{i % 10}" for i, s in enumerate(sorted(set(schedulers)))}
+    """One colour per scheduler across a report: matplotlib's default cycle up to 10, tab20 beyond."""
+    names = sorted(set(schedulers))
+    palette = [f"C{i}" for i in range(10)] if len(names) <= 10 else list(TAB20)
+    return {s: palette[i % len(palette)] for i, s in enumerate(names)}
 
 
 def validation_curves(

@@ -149,9 +149,7 @@ def _write(data: RunData, code: dict, reports_root: Path, now: datetime | None, 
         for name, frame in (("summary", ctx.summary), ("comparisons", ctx.comparisons),
                             ("profile", ctx.profiles), ("sweep", ctx.points)):  # fmt: skip
             frame.to_csv(out / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan")
-        colors = plots.scheduler_colors(list(data.finished["scheduler"]))
-        colors.update({s: f"C{i % 10}" for i, s in enumerate(sorted(set(ctx.points["scheduler"]) - set(colors)),
-                                                             start=len(colors))})  # fmt: skip
+        colors = plots.scheduler_colors([*data.finished["scheduler"], *ctx.points["scheduler"]])
         ctx.figures = {task: _plot_task(task, data, rows, colors, out)
                        for task, rows in ctx.summary.groupby("task", sort=True)}  # fmt: skip
         for task in sorted(set(ctx.points["task"])):
