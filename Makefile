@@ -69,18 +69,18 @@ study: $(STAMP)  ## run the main study, resuming (needs ADAPTIVE_LR_DATA_DIR); t
 	@for b in $(sort $(wildcard $(PARTIAL)/*/*/bundle)); do $(BIN)/adaptive-lr import $$b || exit 1; done
 	@for g in $(STUDY_GRIDS); do \
 		if [ -d reports/$$g ]; then echo "$$g: finished (reports/$$g)"; continue; fi; \
-		$(BIN)/adaptive-lr experiment $$g --jobs $(STUDY_JOBS) --report paths.reports=$(CURDIR)/reports || exit 1; \
+		$(BIN)/adaptive-lr experiment $$g paths.reports=$(CURDIR)/reports --jobs $(STUDY_JOBS) --report || exit 1; \
 	done
 	$(MAKE) study-report
 
 study-save: $(STAMP)  ## save the bundles of study parts not finished yet into partial/ (commit them)
 	@for g in $(STUDY_GRIDS); do \
 		if [ -d reports/$$g ]; then continue; fi; \
-		$(BIN)/adaptive-lr report $$g --bundle-only paths.reports=$(CURDIR)/$(PARTIAL) 2>/dev/null || true; \
+		$(BIN)/adaptive-lr report $$g paths.reports=$(CURDIR)/$(PARTIAL) --bundle-only 2>/dev/null || true; \
 	done
 
 study-report: $(STAMP)  ## rebuild the study report from the committed bundles alone (no store, no training)
-	$(BIN)/adaptive-lr report --title study $(foreach b,$(STUDY_BUNDLES),--from $(b)) paths.reports=$(CURDIR)/reports
+	$(BIN)/adaptive-lr report paths.reports=$(CURDIR)/reports --title study $(foreach b,$(STUDY_BUNDLES),--from $(b))
 
 HOME_DIR = $(or $(ADAPTIVE_LR_HOME),$(CURDIR))
 
