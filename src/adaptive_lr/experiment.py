@@ -363,18 +363,24 @@ def _reseeded(cells: Sequence[Cell], seeds: Sequence[int]) -> list[Cell]:
 def best_sweep_points(grid: Grid, tracking_uri: str) -> dict[tuple[str, str], str]:
     """Per (task, scheduler): the sweep point (`param=value` override) with the best mean final validation metric
     over the sweep seeds, from the FINISHED sweep runs (a point with a missing or non-finite value never wins)."""
-    points = {c.key: c for c in grid.sweep_cells}
+    assert grid.sweep is not None
+    points = {(c.task, c.scheduler, c.point) for c in grid.sweep_cells}
     client = _client(tracking_uri)
     exp = client.get_experiment_by_name(grid.name)
     scores: dict[tuple[str, str, str], list[float]] = {}
     modes: dict[tuple[str, str], str] = {}
     for r in _search(client, exp.experiment_id, "attributes.status = 'FINISHED' and tags.phase = 'sweep'"):
-        cell = points.get(r.data.tags.get("cell", ""))
-        if cell is None:  # a run of another sweep definition
+        # the point a run ran at, from its params (also for runs imported from a bundle, which have no cell tag)
+        tags, params = r.data.tags, r.data.params
+        param = MULTIPLIER if MULTIPLIER in params else grid.sweep.param
+        try:
+            key = (tags.get("task", ""), tags.get("scheduler", ""), f"{param}={float(params.get(param, 'nan'))}")
+        except ValueError:
             continue
-        final = r.data.metrics.get(f"val_{r.data.tags.get('metric', '')}", math.nan)
-        modes[(cell.task, cell.scheduler)] = r.data.tags.get("metric_mode", "max")
-        scores.setdefault((cell.task, cell.scheduler, cell.point), []).append(final)
+        if key not in points:  # a run of another sweep definition
+            continue
+        modes[key[:2]] = tags.get("metric_mode", "max")
+        scores.setdefault(key, []).append(r.data.metrics.get(f"val_{tags.get('metric', '')}", math.nan))
     best: dict[tuple[str, str], str] = {}
     for (task, sched) in dict.fromkeys((c.task, c.scheduler) for c in grid.sweep_cells):
         sign = 1.0 if modes.get((task, sched), "max") == "max" else -1.0
