@@ -14,9 +14,10 @@ JOBS ?= 1
 HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 MLFLOW_PORT ?= 5000
+WATCH_PORT ?= 5006
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo test test-slow ui-deps experiment report tensorboard mlflow-ui bench lint study study-save study-report
+.PHONY: help setup demo test test-slow ui-deps experiment report tensorboard mlflow-ui bench lint study study-save study-report watch
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,20 +83,58 @@ study-save: $(STAMP)  ## save the bundles of study parts not finished yet into p
 study-report: $(STAMP)  ## rebuild the study report from the committed bundles alone (no store, no training)
 	$(BIN)/adaptive-lr report paths.reports=$(CURDIR)/reports --title study $(foreach b,$(STUDY_BUNDLES),--from $(b))
 
+# Issue 15: the bar (per family, each controller untuned vs tuned cosine, good-region width, vs open-loop wsd) and
+# the feedback_wsd/wsd ablation, from the same committed study bundles; and the meta-trained RL controllers'
+# leave-one-family-out transfer (resumable: rerun the same command to continue).
+.PHONY: controller-study meta-transfer
+controller-study: $(STAMP)  ## the controller-study report (the bar of issue 15) from the committed study bundles
+	$(BIN)/adaptive-lr report paths.reports=$(CURDIR)/reports --title controller-study $(foreach b,$(STUDY_BUNDLES),--from $(b))
+
+META_CONTROLLERS ?= rl_qlearning rl_bandit
+META_ARGS ?=
+meta-transfer: $(STAMP)  ## meta-train the RL controllers leave-one-family-out and report transfer vs scratch
+	@for c in $(META_CONTROLLERS); do \
+		$(BIN)/adaptive-lr meta-train meta/controller=$$c $(META_ARGS) reports=$(CURDIR)/reports --leave-one-out || exit 1; \
+	done
+
 HOME_DIR = $(or $(ADAPTIVE_LR_HOME),$(CURDIR))
 
-tensorboard: $(STAMP)  ## serve TensorBoard over runs/ on localhost
-	$(BIN)/tensorboard --logdir $(HOME_DIR)/runs --host $(HOST) --port $(TB_PORT)
+tensorboard: $(STAMP)  ## serve TensorBoard on localhost, runs named <experiment>/<task>/<scheduler>/seed<N>
+	@$(BIN)/python -m adaptive_lr.tracking.tb_names $(HOME_DIR)/runs $(HOME_DIR)/tensorboard
+	$(BIN)/tensorboard --logdir $(HOME_DIR)/tensorboard --host $(HOST) --port $(TB_PORT)
 
 mlflow-ui: $(STAMP)  ## serve the MLflow UI over the store ($$MLFLOW_TRACKING_URI or mlruns/mlflow.db) on localhost
 	mkdir -p $(HOME_DIR)/mlruns
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(HOME_DIR)/mlruns/mlflow.db} --host $(HOST) --port $(MLFLOW_PORT) --workers 1
 
+watch: $(STAMP)  ## live page of a run (or RUN2 beside it) with LR controls: make watch RUN=<run folder or ID> [RUN2=...]
+	@test -n "$(RUN)" || { echo "error: make watch needs RUN=<run folder or MLflow run ID>" >&2; exit 2; }
+	$(BIN)/adaptive-lr watch $(RUN) $(RUN2) --host $(HOST) --port $(WATCH_PORT)
+
 lint: $(STAMP)  ## ruff over src, tests and benchmarks
 	$(BIN)/ruff check src tests benchmarks
 
-bench: $(STAMP)  ## throughput (real-task rows need ADAPTIVE_LR_DATA_DIR), callback overhead, synthetic LR control; writes benchmarks/*.md + results.json
+bench: $(STAMP)  ## throughput (real-task rows need ADAPTIVE_LR_DATA_DIR), callback and view overhead, LR control, cold start; writes benchmarks/*.md + results.json
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/controller_overhead.py
 	$(BIN)/python benchmarks/lr_control.py
 	$(BIN)/python benchmarks/viz_overhead.py
+	$(BIN)/python benchmarks/cold_start.py
+
+# A multi-node cluster on this machine (issue 19; src/adaptive_lr/cluster.py): an MLflow tracking server (SQLite,
+# artifacts served by the server) and a Ray head + CLUSTER_WORKERS worker nodes of CLUSTER_CPUS CPUs each, joined on
+# 127.0.0.1, every process in its own process group; state, logs, store and artifacts in CLUSTER_DIR.
+CLUSTER_DIR ?= $(HOME_DIR)/mlruns/cluster
+CLUSTER_WORKERS ?= 1
+CLUSTER_CPUS ?= 1
+.PHONY: cluster-up cluster-experiment cluster-down
+
+cluster-up: $(SCALE_STAMP)  ## start an MLflow server + Ray head and worker node(s) on 127.0.0.1 [CLUSTER_WORKERS=1 CLUSTER_CPUS=1]
+	$(BIN)/python -m adaptive_lr.cluster up --folder $(CLUSTER_DIR) --workers $(CLUSTER_WORKERS) --cpus $(CLUSTER_CPUS)
+
+cluster-experiment: $(SCALE_STAMP)  ## run a grid on the cluster-up cluster, stored on its server: make cluster-experiment EXP=demo
+	set -a && . $(CLUSTER_DIR)/cluster.env && set +a && \
+		$(BIN)/adaptive-lr experiment $(EXP) --engine ray --address $$ADAPTIVE_LR_RAY_ADDRESS --report
+
+cluster-down: $(STAMP)  ## stop every process cluster-up started (SIGTERM, then SIGKILL, by process group)
+	$(BIN)/python -m adaptive_lr.cluster down --folder $(CLUSTER_DIR)

@@ -16,6 +16,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
+SUMMARY = Path(__file__).resolve().parent / "summary.md"
+#: the headline rows of benchmarks/summary.md: results.json entry -> (row, the command that measures it, unit)
+HEADLINES = {
+    "viz/views_on_overhead": ("views all-on overhead (`viz=[params,latent]`, t-SNE every 10 epochs, MNIST)",
+                              "python benchmarks/viz_overhead.py", "%"),
+    "cold/train_ratio": ("cold train ratio (`adaptive-lr train task=digits`: wall / training time)",
+                         "python benchmarks/cold_start.py", "x"),
+}
 
 
 def entry(name: str, value: float, unit: str, target: float | None = None, better: str = "higher") -> dict:
@@ -93,3 +101,20 @@ class Timer:
     def reset(self) -> None:
         self.seconds.clear()
         self.calls.clear()
+
+
+def write_summary(path: Path = SUMMARY, results: Path = RESULTS) -> None:
+    """benchmarks/summary.md: the headline rows measured so far (`HEADLINES`), each with its target and command."""
+    saved = read(results)
+    lines = ["# Headline rows", "", "Rendered from results.json by the script of each row (`make bench` runs them "
+             "all); the machine, its load and the details are in each script's table.", "",
+             "| row | value | target | met | command |", "| --- | ---: | ---: | :---: | --- |"]
+    for name, (label, command, unit) in HEADLINES.items():
+        if name not in saved:
+            continue
+        value, target, better = (saved[name].get(k) for k in ("value", "target", "better"))
+        shown = (lambda v: f"{v:.1%}") if unit == "%" else (lambda v: f"{v:.2f}x")
+        met = "-" if target is None else "yes" if (value <= target if better == "lower" else value >= target) else "NO"
+        bound = "" if target is None else ("<= " if better == "lower" else ">= ") + shown(target)
+        lines.append(f"| {label} | {shown(value)} | {bound} | {met} | `{command}` |")
+    path.write_text("\n".join(lines) + "\n")

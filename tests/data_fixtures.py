@@ -1,6 +1,6 @@
 """Writers of tiny datasets in the real on-disk formats (gzipped IDX, CIFAR pickles and image tars, the
-vic_elec CSV, an hourly many-series forecasting CSV, Hugging Face `datasets` folders), shared by the data tests
-and the bad-input test (a module, as store_support.py is)."""
+vic_elec CSV, UCI's LD2011_2014.txt, an hourly many-series forecasting CSV, Hugging Face `datasets` folders),
+shared by the data tests and the bad-input test (a module, as store_support.py is)."""
 
 from __future__ import annotations
 
@@ -237,3 +237,49 @@ def write_hourly_zones(path: Path, frame: pd.DataFrame | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     (hourly_zones() if frame is None else frame).to_csv(path, index=False)
     return path
+
+
+def write_uci(path: Path, days: int = 4, clients: int = 3) -> pd.DataFrame:
+    """`LD2011_2014.txt` in the UCI format (quoted header, `;` separators, comma decimals, 15-min kW, the first
+    timestamp 00:15); returns the values as written (timestamps as the index, one column per client)."""
+    n = days * 96
+    times = pd.date_range("2011-01-01 00:15:00", periods=n, freq="15min")
+    t = torch.arange(n, dtype=torch.float64)
+    values = pd.DataFrame(
+        {
+            f"MT_{c + 1:03d}": (
+                10 * (c + 1) + (c + 2) * torch.sin(2 * math.pi * t / 96) + 0.25 * (t % 7)
+            ).numpy()
+            for c in range(clients)
+        },
+        index=times,
+    ).round(6)
+    lines = ['"";' + ";".join(f'"{c}"' for c in values.columns)]
+    for stamp, row in values.iterrows():
+        cells = ";".join(repr(float(v)).replace(".", ",") for v in row)
+        lines.append(f'"{stamp:%Y-%m-%d %H:%M:%S}";{cells}')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return values
+
+
+def hf_load_series(values: pd.DataFrame, layout: str = "rows", split: str = "train",
+                   target: str = "consumption_kW"):  # noqa: ANN201 - a datasets.DatasetDict
+    """`write_uci`'s values as a Hugging Face DatasetDict with one split: layout "rows" as the hub's
+    `autogluon/chronos_datasets` `electricity_15min` (one row per client: `id`, a list of `timestamp`s, a list of
+    `target` values), layout "long" one row per (timestamp, client), time-major."""
+    from datasets import Dataset, DatasetDict, Features, List, Value
+
+    stamps = list(values.index.to_pydatetime())
+    if layout == "rows":
+        features = Features({"id": Value("string"), "timestamp": List(Value("timestamp[ms]")),
+                             target: List(Value("float64"))})
+        part = Dataset.from_dict({"id": list(values.columns), "timestamp": [stamps] * values.shape[1],
+                                  target: [values[c].tolist() for c in values.columns]}, features=features)
+    else:
+        features = Features({"id": Value("string"), "timestamp": Value("timestamp[ms]"), target: Value("float64")})
+        long = values.stack().reset_index()  # columns: timestamp, client, value
+        times = list(long.iloc[:, 0].dt.to_pydatetime())
+        part = Dataset.from_dict({"id": long.iloc[:, 1].tolist(), "timestamp": times,
+                                  target: long.iloc[:, 2].tolist()}, features=features)
+    return DatasetDict({split: part})

@@ -14,6 +14,7 @@ from adaptive_lr.config import compose
 from tasks.test_forecasting import write_vic_elec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import cold_start  # noqa: E402
 import controller_overhead  # noqa: E402
 import results_io  # noqa: E402
 import throughput  # noqa: E402
@@ -124,3 +125,31 @@ def test_report_shows_the_bare_lightning_table_only_for_rows_that_measured_it():
             "mnist/bare_lightning_vs_plain_highest_pair": {"value": 0.95}}
     mnist = next(c for c in throughput.CASES if c.name == "mnist")
     assert f"| {mnist.label} | 0.930 | 0.910-0.950 |" in throughput.report(bare, "heuristic", 5, {}).splitlines()
+
+
+def test_cold_start_groups_the_import_times_of_the_top_level_imports():
+    stderr = "\n".join([
+        "import time: self [us] | cumulative | imported package",
+        "import time:       100 |     2000000 |     torch",
+        "import time:        50 |     3000000 |         torchmetrics.functional",
+        "import time:        10 |     4000000 |   lightning.fabric",
+        "import time:        20 |     5000000 | lightning",
+        "import time:        30 |     1500000 | mlflow.tracking",
+        "import time:        40 |      250000 | hydra",
+        "import time:         5 |      100000 | json",
+        "some other line",
+    ])
+    groups, nested, total = cold_start.import_times(stderr)
+    assert groups == pytest.approx({"Lightning": 5.0, "MLflow": 1.5, "Hydra/OmegaConf": 0.25, "other": 0.1})
+    assert nested == {"torch": 2.0, "torchmetrics.functional": 3.0} and total == pytest.approx(6.85)
+
+
+def test_summary_lists_the_headline_rows_with_their_targets_and_commands(tmp_path):
+    results = tmp_path / "results.json"
+    results_io.merge([results_io.entry("viz/views_on_overhead", 0.072, "fraction", 0.10, "lower"),
+                      results_io.entry("cold/train_ratio", 5.5, "x", 2.0, "lower")], [], results)
+    results_io.write_summary(tmp_path / "summary.md", results)
+    rows = [line for line in (tmp_path / "summary.md").read_text().splitlines() if line.startswith("| ")][2:]
+    assert rows[0].startswith("| views all-on overhead") and "| 7.2% | <= 10.0% | yes | " in rows[0]
+    assert "`python benchmarks/viz_overhead.py`" in rows[0]
+    assert "| 5.50x | <= 2.00x | NO | `python benchmarks/cold_start.py` |" in rows[1]

@@ -123,6 +123,107 @@ def test_sigkilled_run_resumes_in_the_same_run_identical_to_an_uninterrupted_one
     assert not (run_dir / "checkpoints" / "last.ckpt").exists()  # a finished run keeps no resume checkpoint
 
 
+# -- mid-epoch checkpoints (`checkpoint.every_n_steps`) -----------------------------------------------------------
+STEP_CHECKPOINTS = "checkpoint.every_n_steps=4"  # digits: 17 steps an epoch, so at epoch positions 3/4, 7/8, ...
+# a step-interval controller that watches the last validation's loss: a restore must put back the RNGs, the
+# loader's position, the epoch sums and the published val_loss, or the LR trajectory differs
+STEP_CONTROLLER = ["task=digits", "scheduler=plateau_feedback", "scheduler.frequency=1",
+                   "scheduler.policy.monitor=val_loss", "scheduler.policy.smoothing=0", "scheduler.policy.decide_every=2",
+                   "scheduler.policy.patience=1", "scheduler.policy.cooldown=0", "seed=4", "logger.log_every_n_steps=3",
+                   "logger.tensorboard=false"]
+
+
+def mid_epoch_position(path: Path) -> tuple[int, int] | None:
+    """(epoch, batches done in it) of a checkpoint written inside an epoch; None for an epoch-end one (its epoch
+    sums were published and emptied) or none readable."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError):
+        return None
+    if ckpt.get("epoch_sums", {}).get("train", {}).get("sums") is None:
+        return None
+    loader = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    return int(loader["epoch"]), int(loader["batches"])
+
+
+def kill_after_a_step_checkpoint(proc: subprocess.Popen, home: Path, epoch: int, position: int) -> Path:
+    """SIGKILL `proc` (a run of experiment `killed`) as soon as its last checkpoint is a step checkpoint written
+    `position` or more batches into epoch `epoch` (0-based; a busy machine may poll past the first): the kill lands
+    a few steps later, before the epoch ends. Returns the run folder."""
+    seen: dict[str, object] = {"stamp": None, "position": None}
+
+    def written() -> tuple[int, int] | None:  # read again only when the file was replaced (a new inode)
+        path = next((home / "runs" / "killed").glob("*/checkpoints/last.ckpt"), None)
+        try:
+            stat = path.stat() if path else None
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_ino, stat.st_mtime_ns) if stat else None
+        if stamp != seen["stamp"]:
+            seen.update(stamp=stamp, position=mid_epoch_position(path) if path else None)
+        return seen["position"]  # type: ignore[return-value]
+
+    def reached() -> bool:
+        at = written()
+        return at is not None and at[0] == epoch and at[1] >= position
+
+    wait_for(reached, 240, f"a checkpoint at batch {position} or later of epoch {epoch}", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    (run_dir,) = (home / "runs" / "killed").iterdir()
+    return run_dir
+
+
+def test_sigkilled_after_a_mid_epoch_checkpoint_resumes_identically(home, client, capsys):
+    overrides = [*KILLED, "trainer.max_epochs=3", STEP_CHECKPOINTS]
+    run_dir = kill_after_a_step_checkpoint(cli(home, "train", *overrides, "experiment=killed"), home, 1, 7)
+    assert mid_epoch_position(run_dir / "checkpoints" / "last.ckpt") in ((1, 7), (1, 11), (1, 15))
+    killed = only_run(client, "killed")
+    before_kill = histories(client, killed.info.run_id)
+    assert len(before_kill["val_loss"]) == 1  # the first epoch's; the kill came in the second
+    straight = run(compose([*overrides, "experiment=straight"]))
+
+    assert main(["resume", str(run_dir)]) == 0
+    assert f"run {killed.info.run_id} FINISHED" in capsys.readouterr().out
+    assert_same_run(client, killed.info.run_id, straight.run_id, before_kill)
+    assert not (run_dir / "checkpoints" / "last.ckpt").exists()
+
+
+def test_a_step_controller_watching_val_loss_resumes_mid_epoch_identically(home, client, monkeypatch):
+    """In-process, interrupted at a fixed step 2 batches after a step checkpoint; the controller decides every 2
+    steps on the previous validation's loss, so its decisions after the restore need the published val_loss."""
+    from adaptive_lr.tasks.classification import ClassificationTask
+
+    overrides = [*STEP_CONTROLLER, "trainer.max_epochs=3", STEP_CHECKPOINTS]
+    straight = run(compose([*overrides, "experiment=straight"]))
+    assert len({v for _, v in histories(client, straight.run_id)["lr"]}) > 2  # the controller did move the LR
+    train_step = ClassificationTask.training_step
+
+    def interrupt_in_epoch_2(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 9:  # the last checkpoint: 7 batches into epoch 2 (step 24)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return train_step(self, batch, batch_idx)
+
+    with monkeypatch.context() as m:
+        m.setattr(ClassificationTask, "training_step", interrupt_in_epoch_2)
+        with pytest.raises(RunInterrupted):
+            run(compose([*overrides, "experiment=killed"]))
+    killed = only_run(client, "killed")
+    assert mid_epoch_position(Path(killed.data.tags["run_dir"]) / "checkpoints" / "last.ckpt") == (1, 7)
+    before = histories(client, killed.info.run_id)
+
+    assert main(["resume", killed.info.run_id]) == 0
+    assert_same_run(client, killed.info.run_id, straight.run_id, before)
+
+
+def test_step_checkpoint_settings_are_checked(home, client, capsys):
+    assert main(["train", *KILLED, "checkpoint.every_n_steps=-2", "experiment=bad"]) == 2
+    assert "checkpoint.every_n_steps must be an int >= 0 (0: none), got -2" in capsys.readouterr().err
+    assert client.get_experiment_by_name("bad") is None
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_sigint_and_sigterm_mark_the_run_killed_after_flushing_and_it_resumes(home, client, monkeypatch, signum):
     from adaptive_lr.tasks.classification import ClassificationTask
@@ -206,5 +307,26 @@ def test_a_run_killed_three_times_at_random_steps_still_matches_the_uninterrupte
     assert main(["resume", str(run_dir)]) == 0
     assert only_run(client, "killed").data.tags["resumed"] == "3"
     assert [len(h["val_loss"]) for h in kept] == sorted({len(h["val_loss"]) for h in kept})  # killed 3 times
+    for before_kill in kept:
+        assert_same_run(client, run_id, straight.run_id, before_kill)
+
+
+@pytest.mark.slow
+def test_a_run_killed_three_times_mid_epoch_still_matches_the_uninterrupted_one(home, client):
+    """Three SIGKILLs, each right after a step checkpoint at a random position of a random later epoch."""
+    rng = random.Random()
+    overrides = [*KILLED, "trainer.max_epochs=8", STEP_CHECKPOINTS]
+    epochs = sorted(rng.sample(range(1, 7), 3))
+    points = [(epoch, rng.choice((3, 7))) for epoch in epochs]
+    run_dir = kill_after_a_step_checkpoint(cli(home, "train", *overrides, "experiment=killed"), home, *points[0])
+    run_id = only_run(client, "killed").info.run_id
+    kept = [histories(client, run_id)]
+    for point in points[1:]:  # resumed in a new process, killed again in a later epoch
+        kill_after_a_step_checkpoint(cli(home, "resume", str(run_dir)), home, *point)
+        kept.append(histories(client, run_id))
+    straight = run(compose([*overrides, "experiment=straight"]))
+
+    assert main(["resume", str(run_dir)]) == 0
+    assert only_run(client, "killed").data.tags["resumed"] == "3"
     for before_kill in kept:
         assert_same_run(client, run_id, straight.run_id, before_kill)

@@ -61,9 +61,11 @@ def test_successful_run_is_fully_tracked(home, client):
     # the resolved config and commit, beside the results and as artifacts
     assert json.loads((result.run_dir / "config.json").read_text()) == to_container(cfg)
     assert {a.path for a in client.list_artifacts(result.run_id)} >= {"config.json", "git_commit.txt"}
-    # epoch metrics: one value per epoch, step = epoch number
+    # epoch metrics: one value per epoch, on the global step of the epoch's end, beside the epoch number `epoch`
+    ends = [steps_per_epoch, 2 * steps_per_epoch]
+    assert history(client, result.run_id, "epoch") == [(ends[0], 1.0), (ends[1], 2.0)]
     for name in EPOCH_METRICS:
-        assert [step for step, _ in history(client, result.run_id, name)] == [1, 2], name
+        assert [step for step, _ in history(client, result.run_id, name)] == ends, name
     assert [v for _, v in history(client, result.run_id, "epoch_lr")] == pytest.approx([XOR_LR, XOR_LR])
     times = [v for _, v in history(client, result.run_id, "epoch_time_s")]
     assert 0 < times[0] < times[1]
@@ -86,9 +88,10 @@ def test_tensorboard_event_files_hold_lr_and_epoch_scalars(home, client):
     acc = EventAccumulator(str(result.run_dir / "tensorboard"))
     acc.Reload()
     scalars = set(acc.Tags()["scalars"])
-    assert {"lr", "val_loss", "epoch_lr"} <= scalars
-    assert [e.value for e in acc.Scalars("lr")] == pytest.approx([XOR_LR] * len(acc.Scalars("lr")))
-    assert [e.step for e in acc.Scalars("val_loss")] == [1, 2]
+    assert {"lr/pg0", "val/loss", "lr/epoch_start"} <= scalars
+    assert [e.value for e in acc.Scalars("lr/pg0")] == pytest.approx([XOR_LR] * len(acc.Scalars("lr/pg0")))
+    steps_per_epoch = int(client.get_run(result.run_id).data.tags["steps_per_epoch"])
+    assert [e.step for e in acc.Scalars("val/loss")] == [steps_per_epoch, 2 * steps_per_epoch]
     # the HParams plugin record: this run's settings and final metrics, as TensorBoard's HParams tab reads them
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -99,8 +102,9 @@ def test_tensorboard_event_files_hold_lr_and_epoch_scalars(home, client):
                                                                                               "fixed", 0)
     assert hp["lr"].number_value == pytest.approx(XOR_LR)
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} == {"test_acc", "test_loss"}
-    assert acc.Scalars("test_acc")[-1].value == pytest.approx(result.metrics["test_acc"])
+    assert {m.name.tag for m in experiment.metric_infos} == {"val/acc", "val/loss", "test/acc", "test/loss"}
+    assert acc.Scalars("test/acc")[-1].value == pytest.approx(result.metrics["test_acc"])
+    assert len(acc.Scalars("val/acc")) == 2  # the HParams tab reads the last one: no extra point was written
 
 
 def test_two_runs_never_share_a_run_folder(home, client):

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from adaptive_lr.runtime import CACHE_VARS, TELEMETRY_OFF, configure_environment, default_cache_dir
+from adaptive_lr.runtime import (
+    CACHE_VARS,
+    TELEMETRY_OFF,
+    configure_environment,
+    configure_runtime,
+    default_cache_dir,
+)
 
 ENTRY_POINT = Path(sys.executable).with_name("adaptive-lr")
 # MLflow turns its telemetry off by itself under these (tests, CI): the subprocess must not have them
@@ -68,3 +74,16 @@ def test_a_training_run_writes_nothing_outside_its_home_and_cache(tmp_path):
     assert sorted(fake_home.rglob("*")) == []  # no ~/.config/mlflow/telemetry.json, no ~/.cache/matplotlib
     assert sorted(cwd.rglob("*")) == []
     assert (project / "runs").is_dir() and (project / "mlruns" / "mlflow.db").is_file()
+
+
+def test_the_runtime_flushes_denormal_floats_to_zero():
+    """Denormals cost a slow path per operation (a saturated LSTM ran ~6x slower: runtime.configure_runtime);
+    torch has no getter, so the flag is read off a denormal's fate (torch's own documented example)."""
+    import torch
+
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals (no SSE3)")
+    assert torch.tensor([1e-323], dtype=torch.float64).item() != 0.0  # off: the denormal survives
+    configure_runtime()
+    assert torch.tensor([1e-323], dtype=torch.float64).item() == 0.0
+    assert (torch.tensor([1e-30]) * torch.tensor([1e-10])).item() == 0.0  # float32 results too

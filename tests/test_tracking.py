@@ -183,8 +183,42 @@ def test_tensorboard_records_are_one_event_each_and_all_reach_the_file(tmp_path)
 
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
-    assert [e.step for e in acc.Scalars("controller_factor")] == list(range(n))
-    assert [e.value for e in acc.Scalars("controller_factor")] == pytest.approx([1 + s / 100 for s in range(n)])
-    assert len(acc.Scalars("controller_action")) == n
-    wall = [e.wall_time for e in acc.Scalars("controller_factor")]
+    assert [e.step for e in acc.Scalars("controller/factor")] == list(range(n))  # TensorBoard's grouped tags
+    assert [e.value for e in acc.Scalars("controller/factor")] == pytest.approx([1 + s / 100 for s in range(n)])
+    assert len(acc.Scalars("controller/action")) == n
+    wall = [e.wall_time for e in acc.Scalars("controller/factor")]
     assert wall == sorted(wall)  # each event keeps the time it was logged at
+
+
+def test_tensorboard_tags_are_grouped_by_what_they_measure():
+    from adaptive_lr.tracking.loggers import tensorboard_tag
+
+    assert {name: tensorboard_tag(name) for name in (
+        "lr", "lr/pg1", "epoch_lr", "train_loss", "train_acc", "train_eval_acc", "val_loss", "val_naive_mse",
+        "test_acc", "controller_action", "controller_factor", "human_lr", "epoch", "epoch_time_s",
+        "nonfinite_steps", "something")} == {
+        "lr": "lr/pg0", "lr/pg1": "lr/pg1", "epoch_lr": "lr/epoch_start", "train_loss": "train/loss",
+        "train_acc": "train/acc", "train_eval_acc": "train/eval_acc", "val_loss": "val/loss",
+        "val_naive_mse": "val/naive_mse", "test_acc": "test/acc", "controller_action": "controller/action",
+        "controller_factor": "controller/factor", "human_lr": "controller/human_lr", "epoch": "train/epoch",
+        "epoch_time_s": "train/epoch_time_s", "nonfinite_steps": "train/nonfinite_steps", "something": "something"}
+
+
+def test_one_line_per_epoch_when_stdout_is_not_a_terminal():
+    import io
+
+    from adaptive_lr.tracking.epoch_metrics import EpochMetrics
+    from adaptive_lr.tracking.progress import EpochLines, RunProgressBar, epoch_line, progress_callback
+
+    record = {"epoch": 3.0, "train_loss": 0.21137, "val_loss": 0.19321, "train_acc": 0.94021, "val_acc": 0.94991,
+              "epoch_time_s": 1.234, "epoch_lr": 0.01}
+    assert epoch_line(record, 20, 0.005) == ("epoch 3/20 · train_loss 0.2114 · val_loss 0.1932 · train_acc 0.9402 "
+                                             "· val_acc 0.9499 · lr 0.005 · 1.2 s")
+    assert isinstance(progress_callback(EpochMetrics(), 17, io.StringIO()), EpochLines)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    bar = progress_callback(EpochMetrics(), 340, Terminal())
+    assert isinstance(bar, RunProgressBar) and bar.refresh_rate == 17  # about 20 updates an epoch

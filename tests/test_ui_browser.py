@@ -121,12 +121,15 @@ def test_mlflow_ui_and_tensorboard_show_the_grid_runs(home, tmp_path, tmp_path_f
         WebDriverWait(browser, 30).until(lambda d: all(n in d.page_source for n in names))
         browser.save_screenshot(str(tmp_path / "mlflow_runs.png"))
 
-        # TensorBoard: every run's scalars, and the HParams table with scheduler and test metric
+        # TensorBoard: every run's scalars under its short name, and the HParams table with scheduler and the final
+        # validation and test metrics
+        tb_names = ["uigrid/xor_clean/fixed/seed0", "uigrid/xor_clean/heuristic/seed0"]
         browser.get(f"http://127.0.0.1:{tb_port}/#timeseries")
-        WebDriverWait(browser, 90).until(lambda d: all(n in d.page_source for n in names))
+        WebDriverWait(browser, 90).until(lambda d: all(n in d.page_source for n in tb_names))
         browser.save_screenshot(str(tmp_path / "tensorboard_scalars.png"))
         browser.get(f"http://127.0.0.1:{tb_port}/#hparams")
-        WebDriverWait(browser, 90).until(lambda d: "heuristic" in d.page_source and "test_acc" in d.page_source)
+        WebDriverWait(browser, 90).until(lambda d: "heuristic" in d.page_source and "test/acc" in d.page_source
+                                         and "val/acc" in d.page_source)
         browser.save_screenshot(str(tmp_path / "tensorboard_hparams.png"))
     finally:
         for proc in servers:

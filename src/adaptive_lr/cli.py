@@ -30,7 +30,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from adaptive_lr.config import compose
     from adaptive_lr.runner import run
 
-    return _finished(run(compose(args.overrides)))
+    return _finished(run(compose(args.overrides), progress=True))  # a bar on a terminal, else a line an epoch
 
 
 def _finished(result: RunResult) -> int:
@@ -49,7 +49,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         run_id, uri = stored_identity(Path(args.run))
     else:
         run_id, uri = args.run, _tracking_uri(args.overrides)
-    return _finished(resume_run(run_id, uri))
+    return _finished(resume_run(run_id, uri, progress=True))
 
 
 def _tracking_uri(overrides: Sequence[str]) -> str:
@@ -118,6 +118,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rank_check(args: argparse.Namespace) -> int:
+    from adaptive_lr.config import compose
+    from adaptive_lr.reporting.rank_check import write_rank_check
+
+    cfg = compose(args.overrides)
+    print(f"rank check: {write_rank_check(Path(args.quick), Path(args.long), Path(cfg.paths.reports), args.title)}")
+    return 0
+
+
 def _cmd_import(args: argparse.Namespace) -> int:
     from adaptive_lr.reporting.bundle import import_bundle
 
@@ -168,6 +177,31 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from adaptive_lr.watch.runs import resolve
+    from adaptive_lr.watch.server import check_port, serve
+
+    check_port(args.port)
+    refs = [a for a in args.runs if "=" not in a]  # `key=value`: an override locating the store (for a run ID)
+    overrides = [a for a in args.runs if "=" in a]
+    if not 1 <= len(refs) <= 2:
+        raise UsageError(f"watch takes one or two runs (side by side), got {len(refs)}")
+    runs = [resolve(ref, lambda: _tracking_uri(overrides)) for ref in refs]
+    serve(runs, host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_meta_train(args: argparse.Namespace) -> int:
+    from adaptive_lr.meta.transfer import leave_one_out, train_and_save
+
+    if args.leave_one_out:
+        print(f"report: {leave_one_out(args.overrides, jobs=args.jobs)}")
+    else:
+        print(f"policy: {train_and_save(args.overrides)} (evaluate it frozen: scheduler.policy.warm_start=<it> "
+              "++scheduler.policy.online=false ++scheduler.policy.explore=false)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="adaptive-lr",
@@ -202,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder (runs/<experiment>/<run>) or MLflow run ID")
     p.add_argument("overrides", nargs="*", help="overrides locating the MLflow store (for a run ID)")
     p.set_defaults(func=_cmd_resume)
+    p = sub.add_parser("watch", help="a live page of a run (or two side by side) with LR controls, on 127.0.0.1")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folder (runs/<experiment>/<run>) or MLflow run ID, a second one to compare; "
+                        "key=value overrides locate the MLflow store (for a run ID)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5006, help="port (default 5006)")
+    p.set_defaults(func=_cmd_watch)
     p = sub.add_parser("report", help="write reports/<name>/<timestamp>/report.md from the logged runs or a bundle")
     p.add_argument("name", nargs="?", help="experiment name (not with --from)")
     p.add_argument("overrides", nargs="*", help="overrides (e.g. paths.root=... or logger.tracking_uri=...)")
@@ -212,10 +253,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle-only", action="store_true",
                    help="write only the per-run bundle (also of a grid still in its sweep), to commit and import later")
     p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("rank-check", help="does a quick budget rank methods like a longer one? compare two bundles")
+    p.add_argument("quick", help="bundle of the quick budget (reports/<grid>/<ts>/bundle)")
+    p.add_argument("long", help="bundle of the same design at a longer budget")
+    p.add_argument("overrides", nargs="*", help="overrides (e.g. paths.reports=...)")
+    p.add_argument("--title", default=None, help="report folder name (default <quick>-vs-<long>)")
+    p.set_defaults(func=_cmd_rank_check)
     p = sub.add_parser("import", help="recreate a bundle's finished runs in the store, so a grid continues from them")
     p.add_argument("bundle", help="a report's per-run bundle folder (reports/<name>/<timestamp>/bundle)")
     p.add_argument("overrides", nargs="*", help="overrides locating the MLflow store (paths.root=..., logger.tracking_uri=...)")
     p.set_defaults(func=_cmd_import)
+    p = sub.add_parser("meta-train", help="train a learned controller across many short runs and save the frozen "
+                                          "policy (configs/meta_train.yaml); --leave-one-out: per family, train "
+                                          "without it and evaluate the frozen policy on it against learning from scratch")
+    p.add_argument("overrides", nargs="*", help="overrides of configs/meta_train.yaml, e.g. meta/controller=rl_bandit "
+                                                "meta/reward=val_auc episodes=24 holdout=digits")
+    p.add_argument("--leave-one-out", action="store_true", help="one policy per held-out family, then the transfer "
+                                                                 "grid and its report")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="transfer-grid cells run in parallel (default 1)")
+    p.set_defaults(func=_cmd_meta_train)
     return parser
 
 

@@ -9,8 +9,12 @@ A grid file has `tasks`, `schedulers`, `seeds` and optional `overrides`, `task_o
   exists on this host are marked KILLED first, so every cell ends with exactly one FINISHED run. A cell whose run
   was KILLED continues in that run from its last checkpoint (`adaptive-lr resume`), not from scratch.
 - **Concurrent runners**: any number of runners may share one grid and store: each cell is claimed in the store
-  before it runs (`claim_cell`, a lease held by the running process, taken over once that process is dead), so
-  each runs exactly once. A runner's worker processes end with it, however it ends.
+  before it runs (`claim_cell`, a lease held by the running process, taken over once that process or its runner is
+  dead, or released when the cell ends unfinished), so each runs exactly once. A runner's worker processes end with
+  it, however it ends.
+- **Clusters**: `RayEngine` runs cells on a Ray cluster's nodes, all writing to the runner's store (across machines
+  an MLflow tracking server, artifacts included); a cell whose node dies runs again on another and continues the
+  dead attempt's run (README, "Grids on a cluster with a tracking server"; `cluster.py` starts one on loopback).
 - **Parallel**: `jobs > 1` runs cells in that many worker processes (spawned, each imports Lightning once and runs
   many cells); `jobs == 1` runs them in this process. Progress lines show cells done, running, failed and the ETA.
 - **MLflow**: one experiment per grid, with a parent run (`grid:<name>`) whose children are the cell runs (tags
@@ -55,6 +59,9 @@ PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets 
 WATCHDOG_S = 1.0  # how often a grid worker checks that its runner still exists
 WORKER_GRACE_S = 10.0  # a worker whose runner died gets this long to mark its cell's run KILLED
 CLAIMS = ".claims"  # experiments named .claims/<grid>/<cell>/<generation>: who runs which cell (`claim_cell`)
+RELEASED = "released"  # `<claim>/released`: that generation's lease ended (`release_cell`)
+RAY_MAX_RETRIES = 3  # times Ray runs a cell again after the worker or node running it died
+AUTH_MODE, AUTH_TOKEN = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"  # Ray's token authentication (Ray >= 2.52)
 
 
 @dataclass(frozen=True)
@@ -450,7 +457,8 @@ def mark_orphans(experiment: str, tracking_uri: str) -> int:
     return mark_store_orphans(tracking_uri, experiment)
 
 
-def claim_cell(tracking_uri: str, experiment: str, cell_id: str, artifact_root: Path) -> str | None:
+def claim_cell(tracking_uri: str, experiment: str, cell_id: str, artifact_root: Path,
+               token: str | None = None, runner: str | None = None) -> str | None:
     """Claim a cell for this process, so that it runs exactly once however many runners share the store. Returns
     None when claimed, else who holds it (`host:pid`, a live process).
 
@@ -459,18 +467,33 @@ def claim_cell(tracking_uri: str, experiment: str, cell_id: str, artifact_root: 
     in every MLflow backend, so `create_experiment` is an atomic test-and-set, on SQLite, on any SQL database and
     through a tracking server alike, with no clock or lock file involved (runs have no unique field: a claim run
     "checked after creation" depends on clocks and commit order, and a lock file next to the store only works for a
-    local file store). A lease whose owner has died (same host, no such process) is reclaimed by creating the next
-    generation, which again only one claimant can do. A lease held on another host is never taken over.
+    local file store). Only MLflow client calls that a tracking server serves are used (create, get by name and
+    delete of experiments; search and update of runs). The lease of a generation ends, and the next generation
+    (which again only one claimant can create) is free, when
+    1) its owner released it (`release_cell`: the cell ended unfinished, FAILED or interrupted);
+    2) its owner died: a process on this host that no longer exists;
+    3) its owner's `runner` (`host:pid`, the grid process that started it) is a process on this host that no
+       longer exists: a runner's workers end with it (LocalEngine's, and Ray's, which kills a job's workers when
+       its driver ends), wherever they ran;
+    4) this claimant retries the owner's attempt (the same `token`, an engine's id of one submission of the cell):
+       Ray runs a task again, with the same arguments, only once the worker or node running it died.
+    An owner found dead has its RUNNING run marked KILLED (`end_attempt`), so the cell continues in that run (from
+    its last checkpoint) where the run folder is reachable, else in a new run. Otherwise a lease held on another
+    host is never taken over.
     """
     from mlflow.exceptions import MlflowException
 
+    from adaptive_lr.tracking.run import artifact_location
+
     client = _client(tracking_uri)
     host, pid = platform.node(), str(os.getpid())
+    tags = {"claim_host": host, "claim_pid": pid, **({"claim_token": token} if token else {}),
+            **({"claim_runner": runner} if runner else {})}
+    location = artifact_location(tracking_uri, artifact_root / CLAIMS)  # a claim has no artifacts: only a name
     for generation in itertools.count():
         name = f"{CLAIMS}/{experiment}/{cell_id}/{generation}"
         try:
-            claim = client.create_experiment(name, artifact_location=(artifact_root / CLAIMS).resolve().as_uri(),
-                                             tags={"claim_host": host, "claim_pid": pid})
+            claim = client.create_experiment(name, artifact_location=location, tags=tags)
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -480,12 +503,69 @@ def claim_cell(tracking_uri: str, experiment: str, cell_id: str, artifact_root: 
             owner = (held.tags.get("claim_host", ""), held.tags.get("claim_pid", ""))
             if owner == (host, pid):
                 return None
-            if owner[0] != host or not owner[1].isdigit() or process_alive(int(owner[1])):
+            if client.get_experiment_by_name(f"{name}/{RELEASED}") is not None:  # 1)
+                continue
+            dead = (_ended(host, owner) or _ended(host, tuple(held.tags.get("claim_runner", "").rpartition(":")[::2]))
+                    or (token is not None and held.tags.get("claim_token") == token))  # 2) 3) 4)
+            if not dead:
                 return ":".join(owner)
-            continue  # the owner died: the next generation is free to claim
+            end_attempt(tracking_uri, experiment, *owner)
+            continue  # the next generation is free to claim
         client.delete_experiment(claim)
         return None
     raise AssertionError("unreachable")
+
+
+def _ended(host: str, process: tuple[str, ...]) -> bool:
+    """Whether `(host, pid)` names a process of this host (`host`) that no longer exists."""
+    return len(process) == 2 and process[0] == host and process[1].isdigit() and not process_alive(int(process[1]))
+
+
+def release_cell(tracking_uri: str, experiment: str, cell_id: str, artifact_root: Path) -> bool:
+    """Release this process's claim of a cell (it ended unfinished), so that the next claimant, on any machine,
+    may take it: a marker experiment `<claim>/released`, created and deleted like a claim. Returns whether this
+    process held a claim of the cell."""
+    from mlflow.exceptions import MlflowException
+
+    from adaptive_lr.tracking.run import artifact_location
+
+    client = _client(tracking_uri)
+    mine = (platform.node(), str(os.getpid()))
+    for generation in itertools.count():
+        name = f"{CLAIMS}/{experiment}/{cell_id}/{generation}"
+        held = client.get_experiment_by_name(name)
+        if held is None:
+            return False
+        if (held.tags.get("claim_host", ""), held.tags.get("claim_pid", "")) != mine:
+            continue
+        try:
+            marker = client.create_experiment(f"{name}/{RELEASED}",
+                                              artifact_location=artifact_location(tracking_uri, artifact_root / CLAIMS))
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return True
+        client.delete_experiment(marker)
+        return True
+    raise AssertionError("unreachable")
+
+
+def end_attempt(tracking_uri: str, experiment: str, host: str, pid: str) -> int:
+    """Mark KILLED the RUNNING runs of `experiment` owned by process `pid` on `host`, a cell's attempt found dead
+    (its lease taken over); its metrics stay as they were flushed. Returns how many were marked."""
+    client = _client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None or not pid:
+        return 0
+    n = 0
+    for r in _search(client, exp.experiment_id, f"attributes.status = 'RUNNING' and tags.pid = '{pid}'"):
+        if r.data.tags.get("host") != host or r.data.tags.get(PARENT_TAG):
+            continue
+        client.set_tag(r.info.run_id, "error", f"orphaned: process {pid} on {host} ended mid-run (its cell's "
+                                                "lease was taken over)")
+        client.set_terminated(r.info.run_id, "KILLED")
+        n += 1
+    return n
 
 
 def parent_run(experiment: str, tracking_uri: str, artifact_root: Path, description: str) -> str:
@@ -542,12 +622,16 @@ def _fmt_s(seconds: float) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s" if math.isfinite(seconds) else "?"
 
 
-def run_cell(overrides: Sequence[str], tags: dict[str, Any]) -> dict[str, Any]:
+def run_cell(overrides: Sequence[str], tags: dict[str, Any], tracking_uri: str | None = None,
+             token: str | None = None) -> dict[str, Any]:
     """Run one cell (in this process or a worker); never raises for a training failure (the run is FAILED).
 
-    The cell is first claimed in the store (`claim_cell`): a cell another live runner holds, or one finished
-    meanwhile, is SKIPPED. A cell whose last run was KILLED (its process died or was interrupted) is resumed in
-    that run from its last checkpoint (`runner.resume_run`), exactly as if it had never stopped.
+    The cell is first claimed in the store (`claim_cell`, with the engine's `token` for this submission): a cell
+    another live runner holds, or one finished meanwhile, is SKIPPED. A cell whose last run was KILLED (its process
+    died or was interrupted) is resumed in that run from its last checkpoint (`runner.resume_run`), exactly as if it
+    had never stopped. A cell that ends unfinished (FAILED, interrupted) releases its claim (`release_cell`).
+    `tracking_uri` (the runner's store) wins over the store this process's config and environment name: a worker on
+    another machine has an environment of its own.
     """
     from adaptive_lr.runner import config_hash, resume_run, run
     from adaptive_lr.tracking.run import resolve_tracking_uri
@@ -555,25 +639,39 @@ def run_cell(overrides: Sequence[str], tags: dict[str, Any]) -> dict[str, Any]:
     if _runner_pid is not None and os.getppid() != _runner_pid:  # a worker whose runner died starts no cell
         os._exit(1)  # (the pool's call queue may still hold some); nothing of this worker is open
     cfg = compose(overrides)
+    if tracking_uri is not None:
+        cfg.logger.tracking_uri = tracking_uri
     metric = cfg.task.metric
     tracking_uri = resolve_tracking_uri(cfg.logger.tracking_uri, Path(cfg.paths.mlruns))
     phase = tags.get("phase", "final")
     cell = {Cell(cfg.task.name, cfg.scheduler.name, cfg.seed, tuple(overrides), phase): cfg}
-    holder = claim_cell(tracking_uri, cfg.experiment, f"{config_hash(cfg)}-{phase}",
-                        Path(cfg.paths.mlruns) / "artifacts")
+    cell_id, artifact_root = f"{config_hash(cfg)}-{phase}", Path(cfg.paths.mlruns) / "artifacts"
+    holder = claim_cell(tracking_uri, cfg.experiment, cell_id, artifact_root, token=token,
+                        runner=tags.get("grid_runner"))
     if holder is not None:
         return {"status": "SKIPPED", "reason": f"claimed by runner {holder}"}
-    if finished_cells(cell, cfg.experiment, tracking_uri):
-        return {"status": "SKIPPED", "reason": "finished by another runner"}
-    interrupted = next(iter(interrupted_cells(cell, cfg.experiment, tracking_uri).values()), None)
+    finished = False
     try:
-        result = run(cfg, tags=tags) if interrupted is None else resume_run(interrupted, tracking_uri, tags)
-    except UserError:  # bad config or data: the whole grid stops with one `error:` line
-        raise
-    except Exception as err:  # the run is already marked FAILED in MLflow; the grid goes on
-        return {"status": "FAILED", "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
-    return {"status": "FINISHED", "value": result.metrics.get(f"test_{metric}", math.nan), "metric": metric,
-            "seconds": result.seconds, "resumed": interrupted is not None}
+        if finished_cells(cell, cfg.experiment, tracking_uri):
+            finished = True
+            return {"status": "SKIPPED", "reason": "finished by another runner"}
+        interrupted = next(iter(interrupted_cells(cell, cfg.experiment, tracking_uri).values()), None)
+        try:
+            result = run(cfg, tags=tags) if interrupted is None else resume_run(interrupted, tracking_uri, tags)
+        except UserError:  # bad config or data: the whole grid stops with one `error:` line
+            raise
+        except Exception as err:  # the run is already marked FAILED in MLflow; the grid goes on
+            return {"status": "FAILED",
+                    "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+        finished = True
+        return {"status": "FINISHED", "value": result.metrics.get(f"test_{metric}", math.nan), "metric": metric,
+                "seconds": result.seconds, "resumed": interrupted is not None}
+    finally:
+        if not finished:  # the next claimant, on any machine, may run it (a FINISHED cell keeps its claim)
+            try:
+                release_cell(tracking_uri, cfg.experiment, cell_id, artifact_root)
+            except Exception:  # the store is unreachable: the lease ends with this process instead (same host)
+                pass
 
 
 _runner_pid: int | None = None  # in a LocalEngine worker: the runner process that spawned it
@@ -642,7 +740,9 @@ class LocalEngine:
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = jobs
 
-    def execute(self, cells: Sequence[Cell], tags: dict[Cell, dict[str, Any]], progress: Progress) -> None:
+    def execute(self, cells: Sequence[Cell], tags: dict[Cell, dict[str, Any]], progress: Progress,
+                tracking_uri: str | None = None) -> None:
+        """`tracking_uri` is unused: the workers share this process's configuration and environment."""
         if self.jobs <= 1:
             for cell in cells:
                 progress.update(cell, run_cell(cell.overrides, tags[cell]), running=0)
@@ -666,35 +766,79 @@ class LocalEngine:
 
 class RayEngine:
     """Cells as Ray tasks (one CPU each): on a local Ray instance with `jobs` CPUs bound to 127.0.0.1, or on an
-    existing cluster (`address`, e.g. "ray://head:10001" or "auto"). Every worker must see the same project
-    checkout and MLflow store (a server URI via `logger.tracking_uri` when the workers are on other machines)."""
+    existing cluster (`address`: the head's GCS address `host:port`, "ray://head:10001" or "auto"). Every node needs
+    the same project checkout (and the data); the MLflow store is the runner's (its resolved `tracking_uri` is given
+    to every cell), which across machines must be a tracking server (`http://host:port`, started with
+    `--serve-artifacts`: artifacts go through it too). A cell whose worker or node dies is run again on another
+    node (`max_retries`); its retry takes over the dead attempt's claim (`claim_cell`'s token) and continues its run
+    from the last checkpoint when the run folder is reachable (a shared disk), else starts a new run."""
 
-    def __init__(self, jobs: int = 1, address: str | None = None) -> None:
-        self.jobs, self.address = jobs, address
+    def __init__(self, jobs: int = 1, address: str | None = None, max_retries: int = RAY_MAX_RETRIES) -> None:
+        self.jobs, self.address, self.max_retries = jobs, address, max_retries
 
-    def execute(self, cells: Sequence[Cell], tags: dict[Cell, dict[str, Any]], progress: Progress) -> None:
+    def execute(self, cells: Sequence[Cell], tags: dict[Cell, dict[str, Any]], progress: Progress,
+                tracking_uri: str | None = None) -> None:
         try:
             import ray
         except ImportError as err:
             raise ConfigError("engine 'ray' needs Ray: `uv sync --group scale` (or pip install 'ray>=2.40')") from err
+        import uuid
+
+        from adaptive_lr.tracking.run import is_server
+
+        if self.address is not None and tracking_uri is not None and not is_server(tracking_uri):
+            print(f"note: cells on other machines reach the MLflow store {tracking_uri} only through a shared "
+                  "filesystem; across machines give a tracking server (MLFLOW_TRACKING_URI=http://host:port)",
+                  file=progress.out, flush=True)
         started = not ray.is_initialized()
+        saved: dict[str, str | None] = {}
         if started:
             # a local instance: loopback only, and workers at normal priority (Ray nices them to 15 by default, so
             # any other load on the machine starved a grid's cells: a 4-cell grid sat 15 min in its imports)
             local = {"num_cpus": self.jobs, "_node_ip_address": "127.0.0.1", "object_store_memory": 100 * 2**20,
                      "_system_config": {"worker_niceness": 0}} if self.address is None else {}
+            if self.address is None and not {AUTH_MODE, AUTH_TOKEN} & set(os.environ):
+                # Ray 2.60 turns token authentication on for a local instance and, given no token, writes one to
+                # ~/.ray/auth_token: given this one, it writes nothing outside the project (restored afterwards)
+                saved = {k: os.environ.get(k) for k in (AUTH_MODE, AUTH_TOKEN)}
+                os.environ[AUTH_TOKEN] = _local_ray_token()
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **local)
         try:
-            remote = ray.remote(num_cpus=1)(run_cell)
-            pending = {remote.remote(c.overrides, tags[c]): c for c in cells}
+            slots = self.jobs if self.address is None else max(1, int(ray.cluster_resources().get("CPU", 1)))
+            remote = ray.remote(num_cpus=1, max_retries=self.max_retries)(_ray_cell)
+            # one token per submission: a retry (same arguments) takes over the claim of the attempt it replaces
+            pending = {remote.remote(c.overrides, tags[c], tracking_uri, uuid.uuid4().hex): c for c in cells}
             while pending:
                 finished, _ = ray.wait(list(pending), num_returns=1)
                 for ref in finished:
                     cell = pending.pop(ref)
-                    progress.update(cell, _outcome(lambda ref=ref: ray.get(ref)), running=min(self.jobs, len(pending)))
+                    progress.update(cell, _outcome(lambda ref=ref: ray.get(ref)), running=min(slots, len(pending)))
         finally:
             if started:
                 ray.shutdown()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+_ray_token: list[str] = []  # this process's token for the local Ray instances it starts (Ray caches the first)
+
+
+def _local_ray_token() -> str:
+    if not _ray_token:
+        import secrets
+
+        _ray_token.append(secrets.token_hex(32))
+    return _ray_token[0]
+
+
+def _ray_cell(overrides: Sequence[str], tags: dict[str, Any], tracking_uri: str | None, token: str) -> dict[str, Any]:
+    """`run_cell` as a Ray task, its run tagged with the Ray node that ran it (`ray_node`, the node ID)."""
+    import ray
+
+    return run_cell(overrides, {**tags, "ray_node": ray.get_runtime_context().get_node_id()}, tracking_uri, token)
 
 
 #: `adaptive-lr experiment --engine NAME`: where cells run
@@ -759,9 +903,9 @@ def run_grid(name: str, extra_overrides: Sequence[str] = (), out: TextIO | None 
                   file=out, flush=True)
         budget = {"tuning_budget": grid.tuning.budget} if grid.tuning else {}
         tags = {c: {"cell": c.key, "phase": c.phase, "mlflow.parentRunId": parent, "grid_jobs": engine.jobs,
-                    **budget, **dict(c.tags)} for c in todo}
+                    "grid_runner": f"{platform.node()}:{os.getpid()}", **budget, **dict(c.tags)} for c in todo}
         progress = Progress(grid.name, len(todo), out)
-        engine.execute(todo, tags, progress)
+        engine.execute(todo, tags, progress, tracking_uri=tracking_uri)
         if progress.failures:
             print(f"[{grid.name}] {len(progress.failures)} cell(s) failed (marked FAILED in MLflow, left out of "
                   "reports):", file=out)

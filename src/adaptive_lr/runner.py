@@ -38,7 +38,10 @@ def config_hash(cfg: DictConfig) -> str:
     for key in ("data_dir", "cache_dir", "hf"):  # where the data come from does not change a run
         fed.pop(key, None)
     if isinstance(fed.get("source"), str):  # `auto`, `hf` or a folder: where from (the data checksum says what);
-        fed.pop("source")  # a forecasting task's `source` mapping (file, columns) is what it computes on: kept
+        fed.pop("source")  # a forecasting task's `source` mapping (file, columns) is what it computes on: kept,
+    elif isinstance(fed.get("source"), dict):  # but for where its series come from (`location`, `hf`)
+        for key in ("location", "hf"):
+            fed["source"].pop(key, None)
     for key in ("margin", "margin_relative"):  # the verdicts' equivalence margin is read by reports only
         data.get("task", {}).pop(key, None)
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -131,8 +134,13 @@ def build(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = _instantiate(cfg.data, "data")
     sizes = _derived_sizes(cfg, datamodule)  # the stored config keeps `???`: its hash does not depend on the data
-    model = _instantiate(cfg.model, "model", **sizes)
     loss = _instantiate(cfg.loss, "loss")
+    optimizer = _instantiate(cfg.optimizer, "optimizer")
+
+    def new_module() -> Any:  # the task around a freshly initialised model (draws from the global torch RNG)
+        model = _instantiate(cfg.model, "model", **sizes)
+        return _instantiate(cfg.module, "module", model=model, optimizer=optimizer, loss=loss)
+
     multi_start = None
     if cfg.multi_start.k > 1:  # keep the best of k initialisations (by the loss on the first training batches)
         from itertools import islice
@@ -141,11 +149,11 @@ def build(cfg: DictConfig) -> dict[str, Any]:
 
         datamodule.setup("fit")  # a fresh loader: the trainer's own shuffle order is untouched
         batches = list(islice(iter(datamodule.train_dataloader()), cfg.multi_start.batches))
-        model, losses, best = choose_init(lambda: _instantiate(cfg.model, "model", **sizes), loss, batches,
-                                          cfg.multi_start.k, cfg.seed)
+        module, losses, best = choose_init(new_module, batches, cfg.multi_start.k, cfg.seed)
         multi_start = {"losses": losses, "best": best}
-    optimizer = _instantiate(cfg.optimizer, "optimizer")
-    module = _instantiate(cfg.module, "module", model=model, optimizer=optimizer, loss=loss)
+    else:
+        module = new_module()
+    model = module.model
     if getattr(module, "metric", cfg.task.metric) != cfg.task.metric:
         raise ConfigError(f"task.metric={cfg.task.metric!r} but {type(module).__name__} logs {module.metric!r}")
     policy = _instantiate(cfg.scheduler.policy, "scheduler.policy")
@@ -178,7 +186,8 @@ def _stored_run_dir(tracking_uri: str, run_id: str) -> Path:
     return Path(MlflowClient(tracking_uri).get_run(run_id).data.tags["run_dir"])
 
 
-def resume_run(run_id: str, tracking_uri: str, tags: dict[str, Any] | None = None) -> RunResult:
+def resume_run(run_id: str, tracking_uri: str, tags: dict[str, Any] | None = None,
+               progress: bool = False) -> RunResult:
     """Continue a KILLED or FAILED run (see `run`) with the resolved config it was created with (its run folder's
     config.json: the source of truth, whatever the configs say now). Runs of dead processes are marked first, so a
     run that was SIGKILLed can be resumed at once; a RUNNING or FINISHED run is refused (ConfigError)."""
@@ -202,14 +211,16 @@ def resume_run(run_id: str, tracking_uri: str, tags: dict[str, Any] | None = Non
         raise ConfigError(f"run {run_id} has no resolved config on this machine ({config})")
     cfg = OmegaConf.create(json.loads(config.read_text()))
     cfg.logger.tracking_uri = tracking_uri  # the store it was found in (not part of what the run computes)
-    return run(cfg, tags=tags, resume=run_id)
+    return run(cfg, tags=tags, resume=run_id, progress=progress)
 
 
 def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | None = None,
-        resume: str | None = None) -> RunResult:
+        resume: str | None = None, progress: bool = False) -> RunResult:
     """Train and test one configured run, tracked in MLflow and TensorBoard. Exceptions mark the run FAILED,
     SIGINT/SIGTERM KILLED (see `TrackedRun`). With `resume` (a run ID; use `resume_run`, which checks it), that
-    KILLED or FAILED run continues, in the same MLflow run and run folder, from its last checkpoint.
+    KILLED or FAILED run continues, in the same MLflow run and run folder, from its last checkpoint. With
+    `progress` (a single `adaptive-lr train` or `resume`; grid cells print one line each instead) training shows a
+    progress bar on a terminal, one line per epoch otherwise (`tracking.progress`).
 
     Steps: 1) build every component (config errors before any run exists); 2) where the run lives (a new folder,
     or the resumed run's own with its last checkpoint); 3) its tags; 4) inside the tracked run: loggers, callbacks,
@@ -229,7 +240,7 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
     with TrackedRun(place.tracking_uri, cfg.experiment, place.run_name, tags,
                     to_container(cfg), place.run_dir, Path(cfg.paths.mlruns) / "artifacts",
                     resume_run_id=resume) as tracked:  # 3)
-        outcome = _fit_and_test(cfg, parts, place, tracked, resume)  # 4)
+        outcome = _fit_and_test(cfg, parts, place, tracked, resume, progress)  # 4)
         run_id = tracked.run_id
     if outcome["resumable"] is not None and not outcome["keep_checkpoints"]:  # 5) FINISHED: nothing to resume
         outcome["resumable"].remove()
@@ -246,6 +257,7 @@ class _Place:
     run_dir: Path
     ckpt_path: str | None
     every_n_epochs: int
+    every_n_steps: int = 0
 
 
 def _place(cfg: DictConfig, resume: str | None, ckpt_path: str | None) -> _Place:
@@ -256,16 +268,18 @@ def _place(cfg: DictConfig, resume: str | None, ckpt_path: str | None) -> _Place
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_name = f"{cfg.task.name}-{cfg.scheduler.name}-s{cfg.seed}"
     run_dir = Path(cfg.paths.runs) / cfg.experiment / f"{run_name}-{stamp}"
-    every_n_epochs = cfg.get("checkpoint", {}).get("every_n_epochs", 1)
-    if not (isinstance(every_n_epochs, int) and not isinstance(every_n_epochs, bool) and every_n_epochs >= 0):
-        raise ConfigError(f"checkpoint.every_n_epochs must be an int >= 0 (0: none), got {every_n_epochs!r}")
+    every = {key: cfg.get("checkpoint", {}).get(key, default) for key, default in
+             (("every_n_epochs", 1), ("every_n_steps", 0))}
+    for key, value in every.items():
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise ConfigError(f"checkpoint.{key} must be an int >= 0 (0: none), got {value!r}")
     if resume is None:
         mark_orphans(tracking_uri)  # runs of processes that died are KILLED before this one starts
     else:  # continue in the run's own folder, from its last checkpoint (none: from the start, in the same run)
         run_dir = _stored_run_dir(tracking_uri, resume)
         ckpt = last_checkpoint(run_dir)
         ckpt_path = str(ckpt) if ckpt else None
-    return _Place(tracking_uri, run_name, run_dir, ckpt_path, every_n_epochs)
+    return _Place(tracking_uri, run_name, run_dir, ckpt_path, every["every_n_epochs"], every["every_n_steps"])
 
 
 def _tags(cfg: DictConfig, datamodule: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -301,7 +315,20 @@ def _loggers(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked: Any
         tracked.set_tags({"multi_start_k": len(ms["losses"]), "multi_start_best": ms["best"]})
         for i, value in enumerate(ms["losses"]):
             mlflow_logger.log_metrics({"multi_start_initial_loss": value}, step=i)
-    tensorboard = [LeanTensorBoardLogger(str(place.run_dir / "tensorboard"))] if cfg.logger.tensorboard else []
+    if resume is None:  # the run's data as its MLflow dataset input, digest = its data checksum
+        from adaptive_lr.tracking.datasets import log_dataset_input
+
+        log_dataset_input(tracked.client, tracked.run_id, cfg.task.name, tracked.tags["data_checksum"],
+                          parts["datamodule"])
+    tensorboard = []
+    if cfg.logger.tensorboard:  # events in the run folder, named <experiment>/<task>/<scheduler>/seed<N> for TB
+        from adaptive_lr.tracking.tb_names import EVENTS, link_run, run_name
+
+        tensorboard = [LeanTensorBoardLogger(str(place.run_dir / EVENTS))]
+        extra = tracked.tags
+        link_run(Path(cfg.paths.get("tensorboard") or Path(cfg.paths.root) / "tensorboard"), cfg.experiment,
+                 run_name(cfg.task.name, cfg.scheduler.name, cfg.seed, extra.get("cell", ""), extra.get("phase", "")),
+                 place.run_dir / EVENTS)
     return [mlflow_logger, *tensorboard]
 
 
@@ -329,8 +356,8 @@ def _callbacks(cfg: DictConfig, parts: dict[str, Any], place: _Place, trainer_kw
 
         callbacks.append(ModelCheckpoint(dirpath=place.run_dir / CHECKPOINT_DIR, every_n_epochs=1, save_top_k=-1))
     resumable = None
-    if place.every_n_epochs:
-        resumable = ResumeCheckpoint(place.run_dir / CHECKPOINT_DIR, place.every_n_epochs)
+    if place.every_n_epochs or place.every_n_steps:
+        resumable = ResumeCheckpoint(place.run_dir / CHECKPOINT_DIR, place.every_n_epochs, place.every_n_steps)
         callbacks.append(resumable)
         trainer_kwargs["enable_checkpointing"] = True
     return {"callbacks": callbacks, "epoch_metrics": epoch_metrics, "resumable": resumable,
@@ -338,7 +365,7 @@ def _callbacks(cfg: DictConfig, parts: dict[str, Any], place: _Place, trainer_kw
 
 
 def _fit_and_test(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked: Any,
-                  resume: str | None) -> dict[str, Any]:
+                  resume: str | None, progress: bool = False) -> dict[str, Any]:
     """Fit (from the place's checkpoint, if any), test, log the test metrics and what the run leaves behind."""
     import lightning as L
 
@@ -349,6 +376,12 @@ def _fit_and_test(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked
     trainer_kwargs = dict(cfg.trainer)
     made = _callbacks(cfg, parts, place, trainer_kwargs)
     trainer_kwargs.setdefault("profiler", NoProfiler())  # unless the config asks for one (`trainer.profiler=`)
+    if progress:  # a bar on a terminal, else one line per epoch
+        from adaptive_lr.tracking.progress import progress_callback
+
+        made["callbacks"].append(progress_callback(made["epoch_metrics"], parts["datamodule"].steps_per_epoch()))
+        trainer_kwargs["enable_progress_bar"] = trainer_kwargs.get("enable_progress_bar") or \
+            made["callbacks"][-1].is_bar
     trainer = L.Trainer(**trainer_kwargs, logger=loggers, callbacks=made["callbacks"], use_distributed_sampler=False,
                         default_root_dir=str(place.run_dir))
     module, datamodule = parts["module"], parts["datamodule"]
@@ -358,12 +391,13 @@ def _fit_and_test(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked
     trainer.test(module, datamodule=datamodule, verbose=False)
     epochs = trainer.current_epoch
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
-    loggers[0].log_metrics(final, step=epochs)
+    loggers[0].log_metrics(final, step=trainer.global_step)  # every metric on the global step
     loggers[0].flush()
+    last_val = {k: v for k, v in made["epoch_metrics"].last_record.items() if k.startswith("val_")}
     for logger in loggers[1:]:
-        logger.log_metrics(final, step=epochs)
-        if isinstance(logger, LeanTensorBoardLogger):
-            logger.log_hparams_summary(hparams_of(cfg), final)
+        logger.log_metrics(final, step=trainer.global_step)
+        if isinstance(logger, LeanTensorBoardLogger):  # HParams: the final validation and test values
+            logger.log_hparams_summary(hparams_of(cfg), {**last_val, **final})
         logger.finalize("success")
     tracked.set_tags({"epochs_trained": epochs, "diverged": made["epoch_metrics"].diverged_epoch is not None,
                      "load_avg_end": _load_average()})

@@ -94,7 +94,7 @@ def events(root: Path):
 def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("views")
     recorder = EpochRecorder()
-    views = [ParamView(every_n_steps=4, panel_every_n_steps=8, dpi=40),
+    views = [ParamView(every_n_steps=4, panel_every_n_steps=8, histogram_every_n_steps=8, dpi=40),
              LatentView(TSNEEmbedding(perplexity=5, max_iter=250), viz_every=2, milestones=[1], n_train=40, n_val=20,
                         dpi=40),
              DecisionBoundaryView(every_n_epochs=2, resolution=40, dpi=40)]
@@ -165,14 +165,50 @@ def test_param_view_panels_and_tensorboard_histograms(shared):
     assert all(p.stat().st_size > 0 for p in folder.glob("*.png"))
     acc = shared["events"]
     histograms = set(acc.Tags()["histograms"])
-    for name in PARAMS:
-        assert {f"values/{name}", f"grads/{name}", f"update_ratio_log10/{name}", f"effective_lr/{name}"} <= histograms
-    assert [e.step for e in acc.Histograms("values/model.head.weight")] == [0, 4, 8, 12, 16]
-    assert [e.step for e in acc.Scalars("norm/grads/total")] == [0, 4, 8, 12, 16]
-    assert [e.step for e in acc.Images("params/panel")] == [0, 8, 16]
+    for name in PARAMS:  # every view's tag is in TensorBoard's `views/` group
+        assert {f"views/values/{name}", f"views/grads/{name}", f"views/update_ratio_log10/{name}",
+                f"views/effective_lr/{name}"} <= histograms
+    assert [e.step for e in acc.Histograms("views/values/model.head.weight")] == [0, 8, 16]  # every 8 steps
+    assert [e.step for e in acc.Scalars("views/norm/grads/total")] == [0, 4, 8, 12, 16]  # every 4
+    assert [e.step for e in acc.Images("views/params/panel")] == [0, 8, 16]
+    assert all(tag.startswith("views/") for kind in ("scalars", "histograms", "images") for tag in acc.Tags()[kind]
+               if not tag.startswith(("train/", "val/", "lr/", "controller/")))
     # the effective LR histogram of SGD holds LR alone
-    h = acc.Histograms("effective_lr/model.head.weight")[0].histogram_value
+    h = acc.Histograms("views/effective_lr/model.head.weight")[0].histogram_value
     assert (h.min, h.max, h.num) == pytest.approx((LR, LR, 2))
+    # a panel is the same figure redrawn: every PNG has the first one's size
+    sizes = {Image.open(p).size for p in folder.glob("*.png")}
+    assert len(sizes) == 1
+
+
+def test_histogram_buckets_counted_on_the_device_match_numpy():
+    from adaptive_lr.callbacks.views.params import histogram_stats
+
+    x = torch.tensor([0.5, -1.0, 2.0, 3.0, 0.0, 2.0, -0.25])
+    lo, hi, num, total, squares, *counts = histogram_stats(x, buckets=4).tolist()
+    expected, _ = np.histogram(x.numpy(), bins=4, range=(-1.0, 3.0))  # numpy's last bucket includes the max too
+    assert (lo, hi, num) == (-1.0, 3.0, 7) and counts == expected.tolist()
+    assert total == pytest.approx(float(x.sum())) and squares == pytest.approx(float((x * x).sum()))
+    valid = x > 0  # only these elements count
+    lo, hi, num, total, _, *counts = histogram_stats(x, valid, buckets=2).tolist()
+    assert (lo, hi, num, total, counts) == (0.5, 3.0, 4, 7.5, [1, 3])
+
+
+def test_histogram_of_equal_values_or_no_values_is_one_bucket_or_none():
+    from adaptive_lr.callbacks.views.params import histogram_stats, write_histogram
+
+    class Writer:
+        def __init__(self):
+            self.calls = []
+
+        def add_histogram_raw(self, tag, **kwargs):
+            self.calls.append((tag, kwargs))
+
+    writer = Writer()
+    write_histogram(writer, "same", histogram_stats(torch.full((5,), 0.1)).tolist(), 3)
+    write_histogram(writer, "none", histogram_stats(torch.ones(3), torch.zeros(3, dtype=torch.bool)).tolist(), 3)
+    ((tag, kwargs),) = writer.calls
+    assert tag == "same" and kwargs["bucket_limits"] == pytest.approx([0.1]) and kwargs["bucket_counts"] == [5]
 
 
 def test_param_view_validates_its_arguments(tmp_path):
@@ -180,6 +216,8 @@ def test_param_view_validates_its_arguments(tmp_path):
         ParamView(every_n_steps=0)
     with pytest.raises(ViewConfigError, match="panel_every_n_steps must be 0 or a multiple of every_n_steps=4, got 6"):
         ParamView(every_n_steps=4, panel_every_n_steps=6)
+    with pytest.raises(ViewConfigError, match="histogram_every_n_steps must be a positive multiple of every_n_steps=4"):
+        ParamView(every_n_steps=4, panel_every_n_steps=8, histogram_every_n_steps=6)
     with pytest.raises(ViewConfigError, match="viz.params.layer='model.nope' is not a trainable parameter"):
         fit(tmp_path, [ParamView(layer="model.nope")], epochs=1)
 
@@ -213,7 +251,7 @@ def test_latent_gif_has_one_frame_per_snapshot_and_projector_holds_final_feature
     folder = shared["root"] / "viz" / "latent" / "001"
     with Image.open(folder / "latent.gif") as gif:
         assert gif.n_frames == 4
-    assert [e.step for e in shared["events"].Images("latent/embedding")] == [1, 2, 4, 5]
+    assert [e.step for e in shared["events"].Images("views/latent/embedding")] == [1, 2, 4, 5]
     projector = shared["root"] / "tb" / "00005" / "latent"  # add_embedding's folder: global step (the epoch), tag
     tensors = np.loadtxt(projector / "tensors.tsv", delimiter="\t")
     assert tensors.shape == (60, 2)  # 40 train + 20 val samples, the head's 2 input features
@@ -274,7 +312,7 @@ def test_boundary_images_gif_and_loss_curve(shared):
     with Image.open(folder / "boundary.gif") as gif:
         assert gif.n_frames == 3
         assert gif.size == Image.open(folder / names[0]).size
-    assert [e.step for e in shared["events"].Images("boundary/epoch")] == [2, 4, 5]
+    assert [e.step for e in shared["events"].Images("views/boundary/epoch")] == [2, 4, 5]
 
 
 def test_boundary_refuses_inputs_that_are_not_2d(tmp_path):

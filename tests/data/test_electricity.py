@@ -13,33 +13,9 @@ import torch
 
 from adaptive_lr.data.electricity import ElectricityDataModule, UCIElectricity, VicElecCSV, naive_lags
 from adaptive_lr.data.source import DataNotFoundError
-from data_fixtures import DAYS, write_vic_elec
+from data_fixtures import DAYS, write_uci, write_vic_elec
 
 T = DAYS * 48
-
-
-def write_uci(path: Path, days: int = 4, clients: int = 3) -> pd.DataFrame:
-    """`LD2011_2014.txt` in the UCI format (quoted header, `;` separators, comma decimals, 15-min kW, the first
-    timestamp 00:15); returns the values as written."""
-    n = days * 96
-    times = pd.date_range("2011-01-01 00:15:00", periods=n, freq="15min")
-    t = torch.arange(n, dtype=torch.float64)
-    values = pd.DataFrame(
-        {
-            f"MT_{c + 1:03d}": (
-                10 * (c + 1) + (c + 2) * torch.sin(2 * math.pi * t / 96) + 0.25 * (t % 7)
-            ).numpy()
-            for c in range(clients)
-        },
-        index=times,
-    ).round(6)
-    lines = ['"";' + ";".join(f'"{c}"' for c in values.columns)]
-    for stamp, row in values.iterrows():
-        cells = ";".join(repr(float(v)).replace(".", ",") for v in row)
-        lines.append(f'"{stamp:%Y-%m-%d %H:%M:%S}";{cells}')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return values
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,22 @@
-"""Hugging Face `datasets` sources (data/hf.py) of CIFAR-10/100 and IMDB, offline: tiny datasets written with
-`datasets` itself (save_to_disk and Parquet) give the same tensors and `data_checksum` as the same content
-through the torchvision pickles / aclImdb sources, are decoded once and cached, `source=hf` goes to the hub id
-through `load_dataset` (stubbed, or failing offline), and bad inputs are one-line `DataError`s naming the file
-and column."""
+"""Hugging Face `datasets` sources (data/hf.py) of CIFAR-10/100, IMDB and electricity load, offline: tiny datasets
+written with `datasets` itself (save_to_disk and Parquet) give the same tensors and `data_checksum` as the same
+content through the torchvision pickles / aclImdb / UCI text sources, are decoded once and cached, `source=hf`
+(electricity: `data.source.location=hf`) goes to the hub id through `load_dataset` (stubbed, or failing offline),
+and bad inputs are one-line `DataError`s naming the file and column."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
 from adaptive_lr.data.cifar import CIFARDataModule
-from adaptive_lr.data.hf import DiskLocation, HFDataset
+from adaptive_lr.data.electricity import UCI_HF, UCIElectricity
+from adaptive_lr.data.forecast import ForecastDataModule
+from adaptive_lr.data.hf import DiskLocation, HFDataset, HFSeries
 from adaptive_lr.data.imdb import IMDBDataModule, write_aclimdb
 from adaptive_lr.data.source import DataError, DataNotFoundError
 from adaptive_lr.data.text import WordVocabTokenizer
@@ -22,9 +25,11 @@ from data_fixtures import (
     cifar100_split_rows,
     hf_cifar,
     hf_imdb,
+    hf_load_series,
     write_cifar10_pickles,
     write_cifar100_pickles,
     write_hf,
+    write_uci,
 )
 
 FORMS = ("disk", "parquet")
@@ -69,8 +74,8 @@ def pickles_and_hf(num_classes: int, root: Path, form: str) -> tuple[Path, Path]
 
 
 def assert_same_splits(a, b) -> None:  # noqa: ANN001 - two DataModules
-    for (xa, ya), (xb, yb) in zip(a.splits, b.splits, strict=True):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    for split_a, split_b in zip(a.splits, b.splits, strict=True):
+        assert len(split_a) == len(split_b) and all(torch.equal(p, q) for p, q in zip(split_a, split_b, strict=True))
     assert a.fingerprint() == b.fingerprint()  # the run's data_checksum does not depend on the source
 
 
@@ -252,3 +257,171 @@ def test_bad_datasets_inputs_are_one_line_data_errors_naming_the_file_and_column
     with pytest.raises(DataError, match=match) as err:
         load(tmp_path / "hf", tmp_path / "cache")
     assert "\n" not in str(err.value)
+
+
+# -- electricity load (UCI ElectricityLoadDiagrams20112014) --------------------------------------------------------
+LAYOUTS = ("rows", "long")  # one row per client with list columns (as the hub's copy), one row per time step
+
+
+@pytest.fixture(scope="module")
+def uci(tmp_path_factory: pytest.TempPathFactory):
+    """(data_dir holding LD2011_2014.txt, the values written: 4 days x 96 quarter-hours x 3 clients)."""
+    root = tmp_path_factory.mktemp("uci")
+    return root, write_uci(root / "electricity" / "LD2011_2014.txt")
+
+
+def load_dm(cache: Path, data_dir: Path | None = None, **source) -> ForecastDataModule:
+    dm = ForecastDataModule(UCIElectricity(**source), lookback=8, horizon=4, season=24, stride=2,
+                            data_dir=data_dir, cache_dir=cache, download=False)
+    dm.setup()
+    return dm
+
+
+def test_electricity_uci_set_in_hf_layouts_equals_the_uci_text_file(uci, tmp_path):
+    """Both layouts, both forms, hourly and quarter-hourly: the same windows and data_checksum as the text file."""
+    root, values = uci
+    for settings in ({"clients": 2}, {"clients": ("MT_003", "MT_001"), "freq": "1h", "start": "2011-01-01 06:00"}):
+        text = load_dm(tmp_path / "cache", root, **settings)
+        assert text.source.location == "auto"
+        for layout in LAYOUTS:
+            for form in FORMS:
+                folder = write_hf(hf_load_series(values, layout), tmp_path / f"{layout}-{form}", form)
+                hf = load_dm(tmp_path / "cache", None, location=str(folder), **settings)
+                assert_same_splits(text, hf)
+                torch.testing.assert_close(hf.std, text.std, rtol=0, atol=0)
+    folder = tmp_path / "cache" / "electricity"  # each source's tensors under the one cache folder
+    assert len(list(folder.glob("hf-disk-*.pt"))) == 2 * len(LAYOUTS) * len(FORMS)
+    assert len(list(folder.glob("uci-*.pt"))) == 2
+
+
+def test_electricity_hf_folder_is_decoded_once_and_read_from_the_cache(uci, tmp_path, monkeypatch):
+    _, values = uci
+    folder = write_hf(hf_load_series(values), tmp_path / "hf", "parquet")
+    first = load_dm(tmp_path / "cache", location=str(folder), clients=3)
+
+    def no_loading(self, cache_dir):
+        raise AssertionError("loaded again")
+
+    monkeypatch.setattr(DiskLocation, "load", no_loading)
+    assert_same_splits(first, load_dm(tmp_path / "cache", location=str(folder), clients=3))
+    with pytest.raises(AssertionError, match="loaded again"):  # other settings are other tensors
+        load_dm(tmp_path / "cache", location=str(folder), clients=2)
+
+
+def test_electricity_location_hf_loads_the_hub_id_and_configuration_into_the_project_cache(uci, tmp_path,
+                                                                                         monkeypatch):
+    import datasets
+
+    root, values = uci
+    folder = write_hf(hf_load_series(values), tmp_path / "hf", "disk")
+    calls = []
+
+    def hub(path, name=None, cache_dir=None):  # what load_dataset returns for the hub copy, without the network
+        calls.append((path, name, cache_dir))
+        return datasets.load_from_disk(str(folder))
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    cache = tmp_path / "cache"
+    dm = load_dm(cache, root, location="hf", clients=2)  # forced: the text file in data_dir is not read
+    assert_same_splits(dm, load_dm(cache, root, clients=2))
+    assert calls == [("autogluon/chronos_datasets", "electricity_15min", str(cache / "huggingface" / "datasets"))]
+    load_dm(cache, None, location="hf", clients=2)
+    assert len(calls) == 1  # cached under the hub id, configuration and columns: not loaded again
+    other = HFSeries("someone/electricity", None, "train", "id", "timestamp", "consumption_kW")
+    load_dm(cache, None, location="hf", clients=2, hf=other)
+    assert calls[1] == ("someone/electricity", None, str(cache / "huggingface" / "datasets"))
+
+
+def test_electricity_location_hf_offline_without_a_copy_is_a_data_not_found_error(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"^electricity: data not found\. Searched: .*huggingface.*"
+                       r"Hugging Face dataset autogluon/chronos_datasets \(electricity_15min\).*download failed"):
+        load_dm(tmp_path / "cache", location="hf")
+
+
+def test_electricity_location_that_is_no_folder_is_refused_by_its_key(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"data\.source\.location='nowhere' is neither 'auto', 'hf' nor"):
+        load_dm(tmp_path / "cache", location="nowhere")
+
+
+def series_case(edit_values=None, edit_data=None, layout: str = "rows", **source):  # noqa: ANN001, ANN201
+    """A loader of a 3-day UCI fixture written by `datasets` after `edit_values(values)` (the DataFrame of
+    clients) or `edit_data(DatasetDict)`."""
+    def load(root: Path, cache: Path) -> None:
+        values = write_uci(root / "txt" / "LD2011_2014.txt", days=3)
+        data = hf_load_series(edit_values(values) if edit_values else values, layout)
+        folder = write_hf(edit_data(data) if edit_data else data, root / "hf", "disk")
+        load_dm(cache, location=str(folder), **{"clients": 3, **source})
+    return load
+
+
+def missing_value(values):  # noqa: ANN001, ANN201
+    values.iloc[5, 1] = float("nan")
+    return values
+
+
+def irregular(values):  # noqa: ANN001, ANN201
+    return values.drop(values.index[7])
+
+
+def too_short(values):  # noqa: ANN001, ANN201
+    return values.iloc[:30]
+
+
+def renamed(data):  # noqa: ANN001, ANN201
+    return data.rename_column("consumption_kW", "load")
+
+
+def text_target(data):  # noqa: ANN001, ANN201
+    from datasets import List, Value
+
+    return data.cast_column("consumption_kW", List(Value("string")))
+
+
+def text_times(data):  # noqa: ANN001, ANN201
+    from datasets import Value
+
+    return data.cast_column("timestamp", Value("string")).map(lambda row: {"timestamp": "noon"})
+
+
+def other_split(data):  # noqa: ANN001, ANN201
+    from datasets import DatasetDict
+
+    return DatasetDict({"validation": data["train"]})
+
+
+def repeated_ids(data):  # noqa: ANN001, ANN201
+    return data.map(lambda row: {"id": "MT_001"})
+
+
+@pytest.mark.parametrize(("load", "match"), [
+    (series_case(edit_data=renamed), r"hf train split has no column \['consumption_kW'\] \(it has \['id', "
+                                     r"'timestamp', 'load'\]\); set data.source.hf"),
+    (series_case(edit_data=text_target), r"hf: column 'consumption_kW' holds string, expected numbers"),
+    (series_case(edit_data=text_times, layout="long"), r"hf: column 'timestamp' holds a value that is not a timest"),
+    (series_case(edit_data=other_split), r"hf has no train split \(it has \['validation'\]\); set data.source.hf"),
+    (series_case(edit_data=repeated_ids), r"hf: series \['MT_001'\] appear in more than one row of column 'id'"),
+    (series_case(missing_value), r"column 'MT_002' of .*hf \(series 'MT_002'\) has 1 missing values"),
+    (series_case(irregular, layout="long"), r"hf \(series 'MT_001'\) is not a regular time series"),
+    (series_case(too_short), r"the train split of a 30-step series has no window"),
+    (series_case(clients=("MT_001", "MT_009")), r"unknown clients \['MT_009'\]; .*hf has"),
+    (series_case(clients=4), r"clients=4 but .*hf has 3 clients"),
+], ids=["missing-column", "text-target", "text-times", "no-split", "repeated-ids", "missing-value", "irregular",
+        "too-short", "unknown-client", "too-many-clients"])
+def test_bad_electricity_datasets_are_one_line_data_errors(tmp_path, load, match):
+    with pytest.raises(DataError, match=match) as err:
+        load(tmp_path, tmp_path / "cache")
+    assert "\n" not in str(err.value)
+
+
+def test_the_default_hub_copy_is_the_uci_set_and_every_key_is_in_the_task_config():
+    from adaptive_lr.config import compose
+    from adaptive_lr.runner import config_hash
+
+    cfg = compose(["task=electricity_uci"])
+    source = cfg.data.source
+    assert source.location == "auto"
+    assert dict(source.hf) == {"_target_": "adaptive_lr.data.hf.HFSeries", **asdict(UCI_HF)}
+    for key in ("location", "hf.id", "hf.config"):  # where the data come from is not what a run computes
+        other = compose(["task=electricity_uci", f"data.source.{key}=elsewhere"])
+        assert config_hash(other) == config_hash(cfg), key
+    assert config_hash(compose(["task=electricity_uci", "data.source.clients=3"])) != config_hash(cfg)

@@ -1,4 +1,5 @@
-"""`TensorBatchLoader` / `EpochPermutation`: coverage, seeded per-epoch order, sharding, views and batch transforms."""
+"""`TensorBatchLoader` / `EpochPermutation`: coverage, seeded per-epoch order, sharding, views and batch transforms,
+and the position inside an epoch as state (a mid-epoch resume)."""
 
 from __future__ import annotations
 
@@ -153,6 +154,46 @@ def test_transform_runs_once_per_whole_batch_with_an_epoch_seeded_generator():
     same_seed = TensorBatchLoader([x, y], 4, shuffle=True, seed=7, transform=jitter)
     same_seed.sampler.set_epoch(1)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(first, same_seed, strict=True))
+
+
+def jitter(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return x + torch.rand(x.shape, generator=g)
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+@pytest.mark.parametrize("transform", [None, jitter])
+def test_a_loader_restored_mid_epoch_yields_the_rest_of_that_epoch_exactly(transform, world_size):
+    """Its state after k batches, given to a new loader, resumes at batch k with the augmentation generator where
+    it was: the remaining batches equal the uninterrupted pass's, samples and augmentations alike; a state of
+    another epoch restarts nothing; the state is plain tensors and ints (a checkpoint loads it weights-only)."""
+    def loader() -> TensorBatchLoader:
+        ids = torch.arange(23).float()
+        made = TensorBatchLoader([ids[:, None], ids], 4, shuffle=True, seed=3, transform=transform)
+        made.sampler.set_epoch(2)
+        return made.shard(1, world_size) if world_size > 1 else made
+
+    straight = list(loader())
+    interrupted = loader()
+    passing = iter(interrupted)
+    seen = [next(passing) for _ in range(2)]
+    state = interrupted.state_dict()
+    assert state["epoch"] == 2 and state["batches"] == 2
+    assert (state["augment"] is None) == (transform is None)
+    restored = loader()
+    restored.load_state_dict(state)
+    rest = list(restored)
+    assert len(seen) + len(rest) == len(straight) == len(loader())
+    for a, b in zip(seen + rest, straight, strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert restored.state_dict()["batches"] == len(straight)  # the pass finished
+    assert [len(b[1]) for b in restored] == [len(b[1]) for b in straight]  # the next pass starts over
+
+    other_epoch = loader()
+    other_epoch.load_state_dict(state)
+    other_epoch.sampler.set_epoch(3)  # the restored pass is over: a new epoch starts at its first batch
+    fresh = loader()
+    fresh.sampler.set_epoch(3)
+    assert [b[1].tolist() for b in other_epoch] == [b[1].tolist() for b in fresh]
 
 
 @pytest.mark.parametrize("batch_size", [0, -3])

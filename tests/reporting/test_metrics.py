@@ -84,7 +84,8 @@ def test_unknown_controller_action_codes_are_named_not_fatal():
 
 def fake_run(tags, metrics):
     return SimpleNamespace(
-        info=SimpleNamespace(run_id="r", run_name="n", status="FINISHED", start_time=1_700_000_000_000),
+        info=SimpleNamespace(run_id="r", run_name="n", status="FINISHED", start_time=1_700_000_000_000,
+                             end_time=1_700_000_060_000),
         data=SimpleNamespace(tags=tags, metrics=metrics, params={}),
     )
 
@@ -107,6 +108,10 @@ def test_run_rows_label_warm_started_controllers_and_read_margins_and_provenance
         "4", "3.5", "2.0", "c0ffee")  # fmt: skip
     assert math.isnan(_run_row(fake_run({**tags, "equivalence_margin": ""}, {}))["equivalence_margin"])
     assert set(cold) == set(RUN_COLUMNS)
+    assert cold["end_time"] == 1_700_000_060_000  # a run's own end; an imported run's is its tag, or unknown
+    imported = {**tags, "imported_from": "abc"}
+    assert math.isnan(_run_row(fake_run(imported, {}))["end_time"])
+    assert _run_row(fake_run({**imported, "source_end_time": "1700000030000"}, {}))["end_time"] == 1_700_000_030_000
 
 
 NUMBERS = ("threshold", "test_loss", "test_metric", "test_baseline", "equivalence_margin", "lr", "final_val")

@@ -281,6 +281,11 @@ class RecordingTask(ClassificationTask):
     def on_before_optimizer_step(self, optimizer) -> None:
         self.module_hook_steps = [*getattr(self, "module_hook_steps", []), self.trainer.global_step]
 
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.names_after_step = [*getattr(self, "names_after_step", []), self._current_fx_name]  # restored
+        return loss
+
 
 def test_the_direct_step_trains_and_calls_hooks_exactly_as_lightnings_path():
     """Single device, fp32: the direct step (torch optimizer, loss.backward) against Lightning's manual_backward and
@@ -305,6 +310,7 @@ def test_the_direct_step_trains_and_calls_hooks_exactly_as_lightnings_path():
     for hooks in (h_direct, h_lightning):
         assert hooks.calls == [(step, "on_before_optimizer_step", True) for step in range(6)]
     assert direct.module_hook_steps == lightning.module_hook_steps == list(range(6))
+    assert direct.names_after_step == lightning.names_after_step == ["training_step"] * 6
     for before_direct, before_lightning in zip(h_direct.before, h_lightning.before, strict=True):
         for p, q in zip(before_direct, before_lightning, strict=True):
             torch.testing.assert_close(p, q)

@@ -132,7 +132,8 @@ class LRControl(Callback):
         # one optimizer as it is; several as one list of groups, in the order the LRs are applied
         optimizer = trainer.optimizers[0] if len(trainer.optimizers) == 1 else SimpleNamespace(param_groups=groups)
         self.policy.bind(optimizer, self._probe(trainer, pl_module) if self.policy.needs_probe else None)
-        self._log_lr(trainer)
+        if not self._restored:  # a restored run logged this step's LR before its checkpoint, if it logs one there
+            self._log_lr(trainer)
 
     @staticmethod
     def _probe(trainer: L.Trainer, pl_module: L.LightningModule) -> Callable[[], float]:

@@ -36,9 +36,10 @@ MANIFEST = "bundle.json"
 FRAMES = {"runs": "runs.csv", "epochs": "epochs.csv", "lr": "lr.csv", "actions": "actions.csv"}
 INTEGERS = ("seed", "max_epochs", "steps_per_epoch")  # nullable: a tag may be missing
 FLOATS = ("threshold", "test_loss", "test_metric", "test_baseline", "equivalence_margin", "lr", "final_val",
-          "budget_fraction")
+          "budget_fraction", "end_time")
 BOOLEANS = ("adaptive", "diverged_tag", "superseded", "margin_relative")
-ADDED_COLUMNS = {"budget_fraction": "nan", "lr_bounds": ""}  # run columns added after format 1, with their default
+# run columns added after format 1, with their default
+ADDED_COLUMNS = {"budget_fraction": "nan", "lr_bounds": "", "end_time": "nan"}
 FRAME_TYPES = {
     "epochs": {"epoch": int, "value": float},
     "lr": {"step": int, "value": float},
@@ -174,6 +175,8 @@ def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
         tags = {c: t for c in TAG_COLUMNS if (t := _tag(getattr(run, c))) is not None}
         if math.isfinite(run.budget_fraction):
             tags["budget_fraction"] = f"{run.budget_fraction:g}"
+        if math.isfinite(run.end_time):  # the original end: the import's own end time is not the run's
+            tags["source_end_time"] = f"{run.end_time:.0f}"
         tags.update({"scheduler": run.scheduler.removesuffix(" +warm"), "metric_mode": run.mode,
                      "adaptive": str(bool(run.adaptive)).lower(), "diverged": str(bool(run.diverged_tag)).lower(),
                      "margin_relative": str(bool(run.margin_relative)).lower(), "imported_from": str(run.run_id)})

@@ -3,9 +3,16 @@
 Reads exactly what the training side logs (one MLflow experiment per grid, one run per task x scheduler x
 seed): tags (task, scheduler, seed, metric, metric_mode, threshold, max_epochs, steps_per_epoch, adaptive,
 run_dir, error, diverged; the grid's phase and tuning_budget; provenance: git_commit, data_checksum, host,
-cpu_count, torch_version, python_version, device), epoch-indexed metrics (step = epoch), step-indexed `lr` /
-`controller_*` (step = global optimizer step) and the final `test_*` values. Nothing is retrained and nothing
-is written back.
+cpu_count, torch_version, python_version, device), epoch-indexed metrics, step-indexed `lr` / `controller_*`
+(step = global optimizer step) and the final `test_*` values. Nothing is retrained and nothing is written back.
+
+Epoch metrics come in two conventions, both read here (`epoch_of_step`): runs logged since the UI conventions
+(issue 17) put every metric on the global step and log the epoch number as the metric `epoch` at the same step;
+older runs, imported bundles and the stores of studies started before put epoch metrics at step = epoch number and
+log no `epoch`. A run resumed across the change holds both: its steps that carry an `epoch` value are read through
+it, the others as epoch numbers (a new-convention step is a global step >= its epoch, larger than any epoch logged
+before it, so the two never collide). The frames hold epoch numbers either way, so bundles and reports do not
+depend on the convention.
 
 Result runs are the FINISHED runs that are not `phase=tune`: a grid with a tuning protocol first runs tune
 runs (phase `tune`), then reruns the chosen setting (phase `final`); only the final runs are results, a run
@@ -31,6 +38,7 @@ from adaptive_lr.schedulers.base import ACTIONS as POLICY_ACTIONS
 FINISHED = "FINISHED"
 # epoch-indexed metrics read from every run, besides its train_<metric> and val_<metric>
 EPOCH_METRICS = ("train_loss", "val_loss", "epoch_time_s", "epoch_lr", "nonfinite_steps")
+EPOCH_KEY = "epoch"  # the epoch number, logged at the global step of the epoch's end (runs since issue 17)
 # code -> name, inverted from the one table the controllers log with (so a new action is never "unknown" here)
 ACTIONS = {code: name for name, code in POLICY_ACTIONS.items()}
 _PAGE_SIZE = 1000
@@ -45,7 +53,7 @@ RUN_COLUMNS = [
     "run_id", "run_name", "status", "task", "scheduler", "seed", "adaptive", "metric", "mode", "threshold",
     "max_epochs", "steps_per_epoch", "test_loss", "test_metric", "test_baseline", "warm_start", "error", "run_dir",
     "diverged_tag", "phase", "tuning_budget", "start_time", "superseded", "equivalence_margin", "margin_relative",
-    "lr", "lr_param", "final_val", "budget_fraction",
+    "lr", "lr_param", "final_val", "budget_fraction", "end_time",
     *PROVENANCE_TAGS,
 ]  # fmt: skip
 
@@ -162,8 +170,10 @@ def load_runs(experiment: str, tracking_uri: str, results_required: bool = True)
         run_id, logged = run.info.run_id, run.data.metrics.keys()
         metric = run.data.tags.get("metric", "")
         epoch_names = [*EPOCH_METRICS, f"train_{metric}", f"val_{metric}", f"train_eval_{metric}"]
+        epochs = dict(_history(client, run_id, EPOCH_KEY)) if EPOCH_KEY in logged else {}
         for name in (n for n in epoch_names if n in logged):
-            epoch_rows += [(run_id, step, name, value) for step, value in _history(client, run_id, name)]
+            points = _points(client, run_id, name)
+            epoch_rows += [(run_id, epoch, name, value) for epoch, value in by_epoch(points, epochs)]
         if "lr" in logged:
             lr_rows += [(run_id, step, value) for step, value in _history(client, run_id, "lr")]
         if "controller_action" in logged:
@@ -197,10 +207,28 @@ def _search_all(client: Any, experiment_id: str) -> Iterator[Any]:
             return
 
 
+def _points(client: Any, run_id: str, key: str) -> list[tuple[int, int, float]]:
+    """(step, timestamp, value) of every logged value of `key`."""
+    return [(m.step, m.timestamp, float(m.value)) for m in client.get_metric_history(run_id, key)]
+
+
 def _history(client: Any, run_id: str, key: str) -> list[tuple[int, float]]:
     """(step, value) sorted by step; if a step was logged twice (e.g. a resumed run) the latest write wins."""
-    points = sorted(client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp))
-    return list({m.step: float(m.value) for m in points}.items())
+    return by_epoch(_points(client, run_id, key), {})
+
+
+def epoch_of_step(step: int, epochs: dict[int, float]) -> int:
+    """The epoch an epoch metric logged at `step` belongs to: the run's `epoch` metric at that step (the global-step
+    convention), else the step itself (runs logged with step = epoch number)."""
+    return int(epochs[step]) if step in epochs else step
+
+
+def by_epoch(points: Iterable[tuple[int, int, float]], epochs: dict[int, float]) -> list[tuple[int, float]]:
+    """(epoch, value) sorted by epoch from (step, timestamp, value) points, steps read through `epoch_of_step`; an
+    epoch logged twice (a resumed run replaying it) keeps its latest write (then the last logged, on equal times)."""
+    ordered = sorted(((epoch_of_step(step, epochs), ts, value) for step, ts, value in points),
+                     key=lambda p: (p[0], p[1]))
+    return list({epoch: value for epoch, _, value in ordered}.items())
 
 
 def _run_row(run: Any) -> dict[str, Any]:
@@ -231,6 +259,7 @@ def _run_row(run: Any) -> dict[str, Any]:
         "phase": tags.get("phase", ""),
         "tuning_budget": tags.get("tuning_budget", ""),
         "start_time": run.info.start_time or 0,  # ms since the epoch
+        "end_time": _end_time(run),
         "superseded": False,  # set across runs by `load_runs`
         # the verdicts' equivalence margin the task declared (absolute, or relative to the best baseline)
         "equivalence_margin": _number(tags.get("equivalence_margin"), float),
@@ -243,6 +272,15 @@ def _run_row(run: Any) -> dict[str, Any]:
         "budget_fraction": _number(tags.get("budget_fraction"), float),  # anytime runs: their share of the budget
         **{name: tags.get(name, "") for name in PROVENANCE_TAGS},
     }
+
+
+def _end_time(run: Any) -> float:
+    """When the run ended (ms since the epoch), NaN if unknown: still running, or imported from a bundle that did not
+    record it (an imported run's own end is the moment of the import; `import_bundle` keeps the original end in the
+    tag `source_end_time`)."""
+    if "imported_from" in run.data.tags:
+        return _number(run.data.tags.get("source_end_time"), float)
+    return float(run.info.end_time) if run.info.end_time else math.nan
 
 
 def _lr_param(params: dict[str, str]) -> str:

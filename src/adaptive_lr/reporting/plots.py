@@ -82,27 +82,51 @@ def validation_curves(
     return name
 
 
+def applied_lr(steps: pd.Series, values: pd.Series, epochs_trained: float | None,
+               steps_per_epoch: float) -> tuple[list[float], list[float]]:
+    """(epoch, LR) points of one run's LR as applied: the values logged before the end of training (step <
+    epochs_trained x steps_per_epoch), then the last of them again at the end, for a `steps-post` line. Without a
+    known length the points are kept as logged."""
+    x, y = [float(s) / steps_per_epoch for s in steps], [float(v) for v in values]
+    if epochs_trained is None or pd.isna(epochs_trained) or epochs_trained <= 0:
+        return x, y
+    end = float(epochs_trained)
+    kept = [(e, v) for e, v in zip(x, y, strict=True) if e < end]
+    if not kept:
+        return x, y
+    return [e for e, _ in kept] + [end], [v for _, v in kept] + [kept[-1][1]]
+
+
 def lr_trajectories(
-    task: str, runs: pd.DataFrame, lr: pd.DataFrame, colors: dict[str, str], out: Path
+    task: str, runs: pd.DataFrame, lr: pd.DataFrame, colors: dict[str, str], out: Path,
+    epochs: pd.DataFrame | None = None,
 ) -> str | None:
-    """LR of every run: x = global step / steps_per_epoch, log y (non-positive LR dropped)."""
+    """LR of every run: x = global step / steps_per_epoch, log y (non-positive LR dropped), drawn as steps.
+
+    The `lr` logged at step s is the LR of update s (0-based) until the next logged point. A run's last update is
+    T - 1, T = epochs trained (the run's last epoch in `epochs`, else `max_epochs`) x steps_per_epoch, so a value
+    logged at step >= T (the controller's decision after the last epoch) was never applied: it is left out, and the
+    line holds the last LR applied until T."""
     from matplotlib.figure import Figure
 
-    lr = lr.merge(runs[["run_id", "scheduler", "steps_per_epoch"]], on="run_id")
+    lr = lr.merge(runs[["run_id", "scheduler", "steps_per_epoch", "max_epochs"]], on="run_id")
     lr = lr[(lr["value"] > 0) & (lr["steps_per_epoch"].fillna(0) > 0)]
     if lr.empty:
         return None
+    trained = epochs.groupby("run_id")["epoch"].max() if epochs is not None and not epochs.empty else \
+        pd.Series(dtype=float)
     fig = Figure(figsize=FIGSIZE)
     ax = fig.add_subplot()
     labelled = set()
-    for (scheduler, _), points in lr.groupby(["scheduler", "run_id"], sort=True):
+    for (scheduler, run_id), points in lr.groupby(["scheduler", "run_id"], sort=True):
         label = None if scheduler in labelled else scheduler
         labelled.add(scheduler)
-        x = points["step"] / points["steps_per_epoch"].astype(float)
-        ax.plot(x, points["value"], color=colors[scheduler], alpha=0.7, linewidth=1, label=label)
+        spe = float(points["steps_per_epoch"].iloc[0])
+        x, y = applied_lr(points["step"], points["value"], trained.get(run_id, points["max_epochs"].iloc[0]), spe)
+        ax.plot(x, y, color=colors[scheduler], alpha=0.7, linewidth=1, label=label, drawstyle="steps-post")
     ax.set_yscale("log")
     ax.set(
-        xlabel="epoch (global step / steps per epoch)", ylabel="learning rate", title=f"{task}: LR, every run"
+        xlabel="epoch (global step / steps per epoch)", ylabel="learning rate applied", title=f"{task}: LR, every run"
     )
     ax.legend()
     name = f"{slug(task)}_lr.png"

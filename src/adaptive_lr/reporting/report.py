@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from adaptive_lr.reporting import plots
+from adaptive_lr.reporting.bar import bar_section
 from adaptive_lr.reporting.bundle import (
     BundleError,
     code_trees,
@@ -67,6 +68,7 @@ from adaptive_lr.reporting.stats import (
     WORSE,
     bootstrap_mean_ci,
 )
+from adaptive_lr.reporting.transfer import transfer_section
 
 CSV_FLOAT_FORMAT = "%.6g"
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
@@ -443,6 +445,7 @@ def _protocol(ctx: ReportContext) -> list[str]:
             f"{r.scheduler} {r.lr_bounds}" for r in bounds.sort_values(["scheduler", "lr_bounds"]).itertuples()) + ".")
     lines.append("- Selection and testing: " + _tuning(ctx.data))
     lines.append("- Hardware: " + _hardware(finished))
+    lines.append("- Compute (every run of every phase, from its start and end times): " + _compute(ctx.data.runs))
     lines.append("- Code: " + _commits(ctx, finished) + ".")
     checksums = [f"{task}: " + _counted(runs, "data_checksum", "checksum", "not recorded")
                  for task, runs in finished.groupby("task", sort=True)]  # fmt: skip
@@ -466,6 +469,39 @@ def _tuning(data: RunData) -> str:
     return (f"{len(tune)} tuning/sweep-phase runs ({done} finished; tuning budget {budget or 'not recorded'} per "
             "task x scheduler) chose each scheduler's setting on validation and never enter a table or verdict; "
             f"the {len(data.finished)} final runs are judged on test.")
+
+
+def busy_seconds(starts: Sequence[float], ends: Sequence[float]) -> float:
+    """Length of the union of the intervals [start, end] (seconds if given in seconds): the wall time during which
+    at least one run was executing, so parallel runs count once and the idle time between sessions not at all."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(zip(starts, ends, strict=True)):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def _hours(runs: pd.DataFrame) -> tuple[float, float]:
+    """(busy wall time, summed run time) of runs with a known end, in hours."""
+    start, end = runs["start_time"].astype(float) / 1000, runs["end_time"].astype(float) / 1000
+    return busy_seconds(start.tolist(), end.tolist()) / 3600, float((end - start).sum()) / 3600
+
+
+def _compute(runs: pd.DataFrame) -> str:
+    timed = runs[runs["end_time"].astype(float).notna()]
+    if timed.empty:
+        return "not recorded (the runs carry no end time: a bundle written before it was kept)."
+    parts = []
+    for task, group in runs.groupby("task", sort=True):
+        known = group[group.index.isin(timed.index)]
+        busy, total = _hours(known) if len(known) else (math.nan, math.nan)
+        untimed = len(group) - len(known)
+        parts.append(f"{task}: {len(group)} runs, {busy:.2f} h busy, {total:.2f} h of run time"
+                     + (f" ({untimed} without an end time)" if untimed else ""))
+    busy, total = _hours(timed)
+    return "; ".join(parts) + (f". In all {busy:.2f} h of wall time with at least one run executing, {total:.2f} h "
+                               "of run time (runs in parallel count once in the first, each in the second).")
 
 
 def _hardware(runs: pd.DataFrame) -> str:
@@ -579,7 +615,8 @@ def _anytime(ctx: ReportContext) -> list[str]:
 
 
 SECTIONS: tuple[Callable[[ReportContext], list[str]], ...] = (
-    _header, _verdicts, _results, _anytime, _sensitivity, _profiles, _failed, _protocol, _links,
+    _header, _verdicts, bar_section, transfer_section, _results, _anytime, _sensitivity, _profiles, _failed,
+    _protocol, _links,
 )
 
 
@@ -637,7 +674,7 @@ def _plot_task(task: str, data: RunData, rows: pd.DataFrame, colors: dict[str, s
     runs = data.finished[data.finished["task"] == task]
     names = [
         plots.validation_curves(task, runs, data.epochs, rows, colors, out),
-        plots.lr_trajectories(task, runs, data.lr, colors, out),
+        plots.lr_trajectories(task, runs, data.lr, colors, out, data.epochs),
         plots.controller_actions(task, runs, data.actions, colors, out),
     ]
     return [n for n in names if n]

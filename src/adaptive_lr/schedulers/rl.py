@@ -23,6 +23,18 @@ What was learned (posterior / Q weights, never counters or the RNG) is `learned_
 writes it with the class name, feature names and factors, and `warm_start=path` loads it at construction after
 checking that all three match. `reset` starts a new trajectory (features, RNG, previous action) but keeps what
 was learned: that is what a warm start carries from one run to the next.
+
+Learning across runs (`adaptive_lr.meta`) uses three switches, all on their one-run defaults unless set:
+- `online` (default True): step 3 above, learning from each interval's reward within the run. Off, nothing
+  learned changes during the run.
+- `explore` (default True): Thompson sampling / epsilon-greedy in step 4. Off, the learner acts greedily on what it
+  has learned (the bandit on its posterior means, Q-learning with epsilon 0) and never draws a random number.
+  A policy with both off is *frozen*: what a meta-trained policy is at evaluation.
+- `record_episode` (default False): every decision's `[1, features]` and action index are kept (`episode`, in
+  `state_dict` and in `save_learned`'s file), so that a whole-run reward can be credited to each of them after the
+  run: `learn_episode(episode, G)` treats every decision as having earned the run's return `G` (a Monte-Carlo
+  return without discounting); the bandit adds `(phi, G)` to the chosen arm's data, Q-learning takes one NLMS step
+  of `w_a` towards `G`.
 """
 
 from __future__ import annotations
@@ -90,7 +102,10 @@ class LearnedController(BoundedPolicy):
         divergence_rise: a relative rise of the watched value above this within one tick is a blow-up, treated
             like NaN (reward -1, forced cut); None disables it. Default 1.0: the value more than doubled.
         seed: seed of the controller's RNG (exploration); int >= 0.
-        warm_start: path of a file written by `save_learned`, or None.
+        warm_start: path of a file written by `save_learned`, or None. The file's `provenance` (a meta-trained
+            policy's: families, runs, seeds, commit, reward) is kept as `self.provenance`.
+        online, explore, record_episode: learning within the run, exploring, and keeping the run's decisions for
+            a whole-run reward (module docstring); bools. `online=False, explore=False` is a frozen policy.
     """
 
     learns = True  # the runner keeps `save_learned` of every run (policy_learned.pt) for warm starts
@@ -112,8 +127,17 @@ class LearnedController(BoundedPolicy):
         divergence_rise: float | None = 1.0,
         seed: int = 0,
         warm_start: str | None = None,
+        online: bool = True,
+        explore: bool = True,
+        record_episode: bool = False,
     ) -> None:
         super().__init__(min_lr, max_lr, min_factor, max_factor)
+        for name, flag in (("online", online), ("explore", explore), ("record_episode", record_episode)):
+            if not isinstance(flag, bool):
+                raise PolicyConfigError(f"{name} must be a bool, got {flag!r}")
+        self.online, self.explore, self.record_episode = online, explore, record_episode
+        # a frozen policy (no learning, nothing recorded) has nothing worth saving after a run
+        self.learns = online or record_episode
         if not isinstance(monitor, str) or not monitor:
             raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
         self.monitor = monitor
@@ -133,8 +157,10 @@ class LearnedController(BoundedPolicy):
         self.prev_phi: np.ndarray | None = None  # [1, features] at the last decision
         self.prev_action: int | None = None  # index into factors chosen at the last decision
         self.ceilings: list[float] | None = None  # per-group LR ceilings set by blow-ups (None: none yet)
+        self.episode: list[tuple[list[float], int]] = []  # with record_episode: ([1, features], action) per decision
         self._init_learned()
         self.warm_started = False
+        self.provenance: dict[str, Any] | None = None
         if warm_start is not None:
             self._warm_start(warm_start)
 
@@ -146,6 +172,11 @@ class LearnedController(BoundedPolicy):
         raise NotImplementedError
 
     def _choose(self, phi: np.ndarray) -> tuple[int, dict[str, float]]:
+        """The learner's action at `phi`: exploring when `self.explore`, else greedy without drawing from the RNG."""
+        raise NotImplementedError
+
+    def _learn_return(self, phi: np.ndarray, action: int, ret: float) -> None:
+        """Credit the whole-run return `ret` to the decision (phi, action) (`learn_episode`)."""
         raise NotImplementedError
 
     def learned_state(self) -> dict[str, Any]:
@@ -163,6 +194,7 @@ class LearnedController(BoundedPolicy):
         self.features.reset()
         self.rng = np.random.Generator(np.random.PCG64(self.seed))
         self.prev_phi, self.prev_action, self.ceilings = None, None, None
+        self.episode = []
         return super()._lrs_at_reset()
 
     def _update(self, obs: Observation) -> list[float]:
@@ -185,7 +217,7 @@ class LearnedController(BoundedPolicy):
             reward = min(max(-(min(max(change, -clip), clip) - baseline) / self.reward_scale, -1.0), 1.0)
         # 3) learn from the last transition
         info: dict[str, float] = {}
-        if self.prev_action is not None and self.prev_phi is not None and not math.isnan(reward):
+        if self.online and self.prev_action is not None and self.prev_phi is not None and not math.isnan(reward):
             info.update(self._learn(self.prev_phi, self.prev_action, reward, phi))
         # 4) act: the shield forces the deepest cut and caps later LRs below the ones that blew up (exploration
         #    must not walk back over the edge); otherwise the learner picks
@@ -202,6 +234,8 @@ class LearnedController(BoundedPolicy):
             info.update(chosen)
             action = _action_name(self.factors[index])
         self.prev_phi, self.prev_action = phi, index
+        if self.record_episode:  # every decision of the run, for a whole-run reward (`learn_episode`)
+            self.episode.append((phi.tolist(), index))
         # 5) apply the factor to every group within [min_lr, max_lr]
         factor = self.factors[index]
         lrs = [self._clamp(lr * factor, i) for i, lr in enumerate(self.lrs)]
@@ -209,6 +243,24 @@ class LearnedController(BoundedPolicy):
             lrs = [self._clamp(min(lr, ceiling)) for lr, ceiling in zip(lrs, self.ceilings, strict=True)]
         extra = {**dict(zip(self.features.names, x, strict=True)), "reward": reward, "multiplier": factor, **info}
         return self._decided(action, lrs, raw, extra)
+
+    # -- learning across runs -------------------------------------------------------------------------------------
+    @property
+    def frozen(self) -> bool:
+        """Neither learning within a run nor exploring: a meta-trained policy at evaluation."""
+        return not self.online and not self.explore
+
+    def learn_episode(self, episode: Sequence[tuple[Sequence[float], int]], ret: float) -> None:
+        """Credit one run's return `ret` (a finite number, e.g. in [-1, 1]) to every decision of that run's
+        `episode` (as recorded with `record_episode`): the Monte-Carlo target of each decision is `ret`."""
+        if not math.isfinite(ret):
+            raise ValueError(f"an episode's return must be finite, got {ret!r}")
+        for phi, action in episode:
+            vector = np.asarray(phi, dtype=float)
+            if vector.shape != (self.dim,) or not 0 <= int(action) < len(self.factors):
+                raise ValueError(f"episode decision ({list(phi)!r}, {action!r}) does not fit {self.dim} features "
+                                 f"and {len(self.factors)} actions")
+            self._learn_return(vector, int(action), float(ret))
 
     # -- learned-policy persistence ------------------------------------------------------------------------------
     def load_learned(self, learned: Mapping[str, Any]) -> None:
@@ -223,17 +275,20 @@ class LearnedController(BoundedPolicy):
             arrays[key] = array.copy()
         self._set_learned(arrays)
 
-    def save_learned(self, path: str | Path) -> None:
-        """Write the learned parameters with what they mean (class, feature names, factors) for `warm_start`."""
-        torch.save(
-            {
-                "class": type(self).__name__,
-                "feature_names": list(self.features.names),
-                "factors": list(self.factors),
-                "learned": self.learned_state(),
-            },
-            Path(path),
-        )
+    def save_learned(self, path: str | Path, provenance: Mapping[str, Any] | None = None) -> None:
+        """Write the learned parameters with what they mean (class, feature names, factors) for `warm_start`; with
+        `record_episode`, also this run's decisions (`episode`); `provenance` (plain values) is stored as given."""
+        saved: dict[str, Any] = {
+            "class": type(self).__name__,
+            "feature_names": list(self.features.names),
+            "factors": list(self.factors),
+            "learned": self.learned_state(),
+        }
+        if self.record_episode:
+            saved["episode"] = [[list(phi), int(action)] for phi, action in self.episode]
+        if provenance is not None:
+            saved["provenance"] = dict(provenance)
+        torch.save(saved, Path(path))
 
     def _warm_start(self, path: str | Path) -> None:
         path = Path(path)
@@ -254,6 +309,7 @@ class LearnedController(BoundedPolicy):
         except PolicyConfigError as err:
             raise PolicyConfigError(f"warm_start {str(path)!r}: {err}") from err
         self.warm_started = True
+        self.provenance = saved.get("provenance")
 
     # -- persistence ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -266,6 +322,7 @@ class LearnedController(BoundedPolicy):
             "ceilings": None if self.ceilings is None else list(self.ceilings),
             "learned": self.learned_state(),
             "warm_started": self.warm_started,
+            "episode": [[list(phi), int(action)] for phi, action in self.episode],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -278,6 +335,8 @@ class LearnedController(BoundedPolicy):
         self.ceilings = None if state["ceilings"] is None else [float(c) for c in state["ceilings"]]
         self.load_learned(state["learned"])
         self.warm_started = bool(state["warm_started"])
+        # a checkpoint written before episodes were recorded has none
+        self.episode = [([float(x) for x in phi], int(action)) for phi, action in state.get("episode", [])]
 
 
 class ThompsonBandit(LearnedController):
@@ -328,7 +387,16 @@ class ThompsonBandit(LearnedController):
         self.b[action] += reward * phi
         return {}
 
+    def _learn_return(self, phi: np.ndarray, action: int, ret: float) -> None:
+        # across runs nothing is forgotten: every run's decisions are data of the same, stationary question
+        self.precision[action] += np.outer(phi, phi)
+        self.b[action] += ret * phi
+
     def _choose(self, phi: np.ndarray) -> tuple[int, dict[str, float]]:
+        if not self.explore:  # greedy on the posterior means, no random draw
+            means = np.array([self._posterior(a)[0] @ phi for a in range(len(self.factors))])
+            index = _best(means, self.factors)
+            return index, {"mean_reward": float(means[index])}
         z = self.rng.standard_normal((len(self.factors), self.dim))  # always drawn in full: a fixed RNG stream
         sampled, means = np.empty(len(self.factors)), np.empty(len(self.factors))
         for a in range(len(self.factors)):
@@ -391,13 +459,19 @@ class QLearning(LearnedController):
         self.weights[action] += self.alpha * td * phi / float(phi @ phi)
         return {"td_error": td}
 
+    def _learn_return(self, phi: np.ndarray, action: int, ret: float) -> None:
+        # the Monte-Carlo target: the run's return itself, no bootstrapping from Q(x', .)
+        self.weights[action] += self.alpha * (ret - float(self.weights[action] @ phi)) * phi / float(phi @ phi)
+
     def current_epsilon(self) -> float:
+        if not self.explore:
+            return 0.0
         return max(self.epsilon_min, self.epsilon * self.epsilon_decay ** max(self.tick - 1, 0))
 
     def _choose(self, phi: np.ndarray) -> tuple[int, dict[str, float]]:
         epsilon = self.current_epsilon()
         q = self.weights @ phi
-        explore = bool(self.rng.random() < epsilon)
+        explore = self.explore and bool(self.rng.random() < epsilon)
         if explore:
             index = int(self.rng.integers(len(self.factors)))
         else:

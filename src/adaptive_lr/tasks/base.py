@@ -9,7 +9,8 @@ metric names. Everything else lives here once:
      one optimizer) the step goes straight to the torch optimizer and `loss.backward()` (~35-60 us less per
      MNIST-MLP step of ~0.8 ms, timed with perf_counter around `training_step`), keeping what Lightning's path
      does there: the step counter (`global_step`) and the `on_before_optimizer_step` hooks of the callbacks and
-     the module that override it, called with the gradients in place. A module or callback that overrides
+     the module that override it, called with the gradients in place (what it needs is captured once at train
+     start, `DirectStep`: no per-step lookup through `compat`). A module or callback that overrides
      `backward`, `on_before_backward` or `on_after_backward`, and every other strategy or precision (DDP, mixed
      precision), takes Lightning's path (`manual_backward`, `LightningOptimizer.step`);
   2. batch metrics summed on the device (`EpochMeans`): no per-step `self.log`, `.item()` or cross-rank sync;
@@ -35,6 +36,9 @@ metric names. Everything else lives here once:
      whoever uses the module after fit, see the averaged weights). A checkpoint holds the eval-mode state, as
      Schedule-Free's README requires: inside validation it already is; a checkpoint written during training
      (at train-epoch end) takes the weights and optimizer states again in eval mode, then switches back.
+  9. a checkpoint holds the running epoch sums of (2) (`epoch_sums`), so a run restored from a checkpoint written
+     mid-epoch (`checkpoint.every_n_steps`) publishes the same epoch means as the uninterrupted run; under DDP the
+     ranks' sums are added into the checkpoint and restored on rank 0 (the same means, summed in another order).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -53,7 +58,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 
-from adaptive_lr.compat import HOOK_NAME, running_hook, step_counter
+from adaptive_lr.compat import HOOK_NAME, step_counter
 from adaptive_lr.tasks.epoch_mean import EpochMeans
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -61,6 +66,21 @@ STAGES = ("train", "val", "test")
 TRAIN_EVAL = "train_eval"  # the fixed train subset evaluated like validation (docstring, 7)
 BACKWARD_HOOKS = ("on_before_backward", "on_after_backward")  # a direct step would skip these (docstring, 1)
 StepHook = Callable[[L.Trainer, L.LightningModule, torch.optim.Optimizer], None]
+BEFORE_STEP_HOOK = "on_before_optimizer_step"
+EPOCH_SUMS = "epoch_sums"  # the checkpoint key of the running epoch sums (docstring, 9)
+
+
+@dataclass(frozen=True)
+class DirectStep:
+    """What the direct training step (module docstring, 1) needs, captured once at train start: the torch
+    optimizer, the `on_before_optimizer_step` hooks to call, and Lightning's step-counter callables (looked up
+    through `compat` once, not on every step)."""
+
+    optimizer: torch.optim.Optimizer
+    hooks: tuple[StepHook, ...]
+    before_step: Callable[[], Any]
+    after_step: Callable[[], Any]
+    trainer: L.Trainer  # the hooks' first argument
 
 
 class EpochMeanTask(L.LightningModule):
@@ -94,8 +114,8 @@ class EpochMeanTask(L.LightningModule):
         self.register_buffer("nonfinite_steps", torch.zeros((), dtype=torch.long), persistent=True)
         self._means = {stage: EpochMeans(tuple(metric_names[stage])) for stage in STAGES}
         self._means[TRAIN_EVAL] = EpochMeans(tuple(metric_names["train"]))
-        # (the LightningOptimizer, the on_before_optimizer_step hooks to call) when steps skip Lightning's path
-        self._direct: tuple[LightningOptimizer, tuple[StepHook, ...]] | None = None
+        # what a step that skips Lightning's path needs (set at train start; None: Lightning's path)
+        self._direct: DirectStep | None = None
 
     # -- what a subclass provides ------------------------------------------------------------------------------------
     def batch_metrics(self, batch: Sequence[torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,7 +201,7 @@ class EpochMeanTask(L.LightningModule):
         self._direct = self._direct_step()
         self._set_optimizer_mode(train=True)
 
-    def _direct_step(self) -> tuple[LightningOptimizer, tuple[StepHook, ...]] | None:
+    def _direct_step(self) -> DirectStep | None:
         """What a direct step needs, or None where Lightning's path must run (module docstring, 1)."""
         trainer = self.trainer
         if (type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision
@@ -190,30 +210,37 @@ class EpochMeanTask(L.LightningModule):
                 or any(is_overridden(hook, cb, Callback) for cb in trainer.callbacks for hook in BACKWARD_HOOKS)):
             return None
         hooks: list[StepHook] = [cb.on_before_optimizer_step for cb in trainer.callbacks
-                                 if is_overridden("on_before_optimizer_step", cb, Callback)]
-        if is_overridden("on_before_optimizer_step", self, L.LightningModule):
+                                 if is_overridden(BEFORE_STEP_HOOK, cb, Callback)]
+        if is_overridden(BEFORE_STEP_HOOK, self, L.LightningModule):
             hooks.append(lambda trainer, module, optimizer: module.on_before_optimizer_step(optimizer))
-        return self.optimizers(), tuple(hooks)  # the LightningOptimizer (public), whose step counter we advance
+        lightning_optimizer: LightningOptimizer = self.optimizers()  # public; we advance its step counter
+        before_step, after_step = step_counter(trainer)
+        return DirectStep(lightning_optimizer.optimizer, tuple(hooks), before_step, after_step, trainer)
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         # Manual optimization (module docstring, 1): the same zero_grad/backward/step as Lightning's automatic loop
         direct = self._direct
-        optimizer = self.optimizers() if direct is None else direct[0].optimizer
+        optimizer = self.optimizers() if direct is None else direct.optimizer
         optimizer.zero_grad()
         loss = self._shared_step(batch, "train")
         if direct is None:  # through the LightningOptimizer (precision scaling and DDP sync intact)
             self.manual_backward(loss)
             optimizer.step()
         else:
-            lightning_optimizer, hooks = direct
             loss.backward()
-            before_step, after_step = step_counter(lightning_optimizer)
-            before_step()  # Lightning's step counter (global_step), as its step() does
-            with running_hook(self, "on_before_optimizer_step"):  # as Lightning's hook calls (self.log reads it)
-                for hook in hooks:
-                    hook(self.trainer, self, optimizer)
+            direct.before_step()  # Lightning's step counter (global_step), as its step() does
+            if direct.hooks:
+                # the hook name around the hooks, as Lightning's own hook calls set it (self.log reads it); set on
+                # the instance directly (see __setattr__), restored even if a hook raises
+                caller = self.__dict__.get(HOOK_NAME)
+                object.__setattr__(self, HOOK_NAME, BEFORE_STEP_HOOK)
+                try:
+                    for hook in direct.hooks:
+                        hook(direct.trainer, self, optimizer)
+                finally:
+                    object.__setattr__(self, HOOK_NAME, caller)
             optimizer.step()
-            after_step()
+            direct.after_step()
         self.nonfinite_steps.add_(~loss.detach().isfinite())  # device-side count, read once per epoch
         return loss.detach()
 
@@ -258,6 +285,7 @@ class EpochMeanTask(L.LightningModule):
         self._set_optimizer_mode(train=False)  # after fit the trainer holds no optimizer: on_train_end did it
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[EPOCH_SUMS] = self._epoch_sums()
         if not (self._optimizers_training and self._moded_optimizers()):
             return
         strategy = self.trainer.strategy
@@ -270,16 +298,49 @@ class EpochMeanTask(L.LightningModule):
         finally:
             self._set_optimizer_mode(train=True)
 
+    # -- epoch sums in checkpoints (docstring, 9) --------------------------------------------------------------------
+    def _epoch_sums(self) -> dict[str, dict[str, torch.Tensor | None]]:
+        """Every stage's running sums; under DDP summed over the ranks (a collective: every rank writes the
+        checkpoint's content, rank 0 the file)."""
+        trainer, reduce = self._attached_trainer(), None
+        if trainer is not None and trainer.world_size > 1:
+            reduce = lambda t: trainer.strategy.reduce(t, reduce_op="sum")  # noqa: E731
+        return {stage: means.state_dict(reduce) for stage, means in self._means.items()}
+
+    def _attached_trainer(self) -> L.Trainer | None:
+        try:
+            return self.trainer
+        except RuntimeError:  # not attached (a checkpoint saved or loaded by hand)
+            return None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        sums = checkpoint.get(EPOCH_SUMS)
+        if sums is None:  # a checkpoint written before the sums were saved: epoch-end ones, where they are empty
+            return
+        trainer = self._attached_trainer()
+        rank = trainer.global_rank if trainer is not None else 0
+        for stage, state in sums.items():  # the ranks' summed part on rank 0; the others continue from zero
+            if stage in self._means:
+                self._means[stage].load_state_dict(state if rank == 0 else {"sums": None}, self.device)
+
+    # -- the task's batch format: one loss for whoever holds a batch -------------------------------------------------
+    def batch_loss(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The loss of the model on one batch of this task's format, a 0-d tensor (with its graph when gradients
+        are on). The one place outside `batch_metrics` that knows what a batch holds: multi-start ranks
+        initialisations by it (`tasks.multi_start`) and controllers probe with it (`probe_loss`). Here: the
+        model's output (`predict`) against the second tensor, as both task kinds' batches put the target there
+        ((x, y) for classification; (x, y, naive, scale[, future]) for forecasting)."""
+        return self.loss_fn(self.predict(batch), batch[1])
+
     # -- controllers' probe ------------------------------------------------------------------------------------------
     def probe_loss(self, batch: Sequence[torch.Tensor]) -> float:
-        """The loss on `batch` in eval mode without gradients (dropout off; the train/eval mode is restored).
+        """`batch_loss` on `batch` in eval mode without gradients (dropout off; the train/eval mode is restored).
         For controllers that probe a candidate LR; costs one host sync, so call it sparingly."""
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                batch = self.transfer_batch_to_device(batch, self.device, 0)
-                loss = self.loss_fn(self.predict(batch), batch[1])
+                loss = self.batch_loss(self.transfer_batch_to_device(batch, self.device, 0))
         finally:
             self.model.train(was_training)
         return float(loss.item())  # sync point: one per probe

@@ -24,6 +24,23 @@ class EpochMeans:
         self._sums.add_(values.detach(), alpha=weight)
         self._weight += weight
 
+    def state_dict(self, reduce=None) -> dict[str, torch.Tensor | None]:
+        """The running sums and weight (after an all-reduce with `reduce`: a DDP checkpoint holds every rank's
+        part of the epoch), for a checkpoint written mid-epoch; no reset."""
+        if self._sums is None:
+            return {"sums": None}
+        sums = torch.cat([self._sums, self._sums.new_tensor([self._weight])]).detach()
+        if reduce is not None:
+            sums = reduce(sums.clone())
+        return {"sums": sums.cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | None], device: torch.device) -> None:
+        sums = state.get("sums")
+        if sums is None:
+            self._sums, self._weight = None, 0
+        else:
+            self._sums, self._weight = sums[:-1].to(device=device, dtype=torch.float32), int(sums[-1].item())
+
     def compute(self, reduce=None) -> dict[str, torch.Tensor]:
         if self._sums is None:
             return {}

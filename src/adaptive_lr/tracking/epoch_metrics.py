@@ -1,4 +1,5 @@
-"""Per-epoch metric records: the contract the reports read (one value per epoch, step = epoch number)."""
+"""Per-epoch metric records: the contract the reports read (one value per epoch, on the global step, beside the
+epoch number as its own metric `epoch`)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from adaptive_lr.tracking.loggers import MLflowRunLogger
 
 
 class EpochMetrics(Callback):
-    """At the end of every training epoch (after its validation) logs, with step = epoch number (1-based):
-    every metric the task logged (`train_loss`, `val_loss`, `train_<metric>`, `val_<metric>`, `nonfinite_steps`),
-    `epoch_time_s` (wall-clock seconds since training started, controller overhead included) and `epoch_lr`
-    (the LR of param group 0 when the epoch started, i.e. before that epoch's controller decision).
+    """At the end of every training epoch (after its validation) logs, at the global step (optimizer steps done,
+    the step `lr` and the controller decisions use, so every metric shares one x axis in MLflow and TensorBoard):
+    `epoch` (the epoch number, 1-based: MLflow's convention for an epoch axis), every metric the task logged
+    (`train_loss`, `val_loss`, `train_<metric>`, `val_<metric>`, `nonfinite_steps`), `epoch_time_s` (wall-clock
+    seconds since training started, controller overhead included) and `epoch_lr` (the LR of param group 0 when the
+    epoch started, i.e. before that epoch's controller decision). Stores written before this convention used
+    step = epoch number and no `epoch` metric; `reporting.collect.epoch_of_step` reads both.
 
     MLflow loggers are flushed right after (one store write per epoch, ~10-20 ms): this callback runs before any
     checkpoint callback, so a checkpoint never exists for an epoch whose metrics are not stored.
@@ -34,6 +38,7 @@ class EpochMetrics(Callback):
         self._t_end: float | None = None
         self._epoch_lr = float("nan")
         self._elapsed_before = 0.0  # wall-clock of epochs run before a resume
+        self.last_record: dict[str, float] = {}  # the last epoch's record (the final validation metrics)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._t_end = time.perf_counter(), None
@@ -55,7 +60,8 @@ class EpochMetrics(Callback):
         if trainer.sanity_checking:
             return
         names = getattr(pl_module, "logged_metrics", tuple(trainer.callback_metrics))
-        record: dict[str, float] = {}
+        epoch = trainer.current_epoch + 1
+        record: dict[str, float] = {"epoch": float(epoch)}
         for name in names:
             value = trainer.callback_metrics.get(name, getattr(pl_module, name, None))
             if isinstance(value, torch.Tensor):
@@ -64,20 +70,24 @@ class EpochMetrics(Callback):
                 record[name] = float(value)
         record["epoch_time_s"] = self.elapsed_s
         record["epoch_lr"] = self._epoch_lr
-        epoch = trainer.current_epoch + 1
         if not math.isfinite(record.get("train_loss", 0.0)) and self.diverged_epoch is None:
             self.diverged_epoch = epoch
             record["diverged_epoch"] = float(epoch)
             if self.stop_on_nonfinite:
                 trainer.should_stop = True
+        self.last_record = record
         for logger in trainer.loggers:
-            logger.log_metrics(record, step=epoch)
+            logger.log_metrics(record, step=trainer.global_step)
             if isinstance(logger, MLflowRunLogger):  # crash safety: the epoch is in the store before its checkpoint
                 logger.flush()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"elapsed_s": self.elapsed_s, "diverged_epoch": self.diverged_epoch}
+        # epoch_lr: a run restored mid-epoch (a step checkpoint) does not start that epoch again
+        return {"elapsed_s": self.elapsed_s, "diverged_epoch": self.diverged_epoch, "epoch_lr": self._epoch_lr,
+                "last_record": self.last_record}  # the final validation values (HParams), also after a resume
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._elapsed_before = float(state_dict["elapsed_s"])
         self.diverged_epoch = state_dict["diverged_epoch"]
+        self._epoch_lr = float(state_dict.get("epoch_lr", float("nan")))
+        self.last_record = dict(state_dict.get("last_record", {}))  # checkpoints from before it was kept: none

@@ -24,6 +24,22 @@ from adaptive_lr.compat import event_file_writer
 MLFLOW_BATCH_LIMIT = 1000  # MLflow's cap on metrics per log_batch call
 TB_MAX_QUEUE = 1000  # TensorBoard events queued before `add_scalar` waits for the event writer thread
 TB_HAND_OVER = 100  # TensorBoard events built before they go to the event writer thread together
+#: TensorBoard groups charts by a tag's first `/` part: `<group>_<name>` is written as `<group>/<name>`
+TB_GROUPS = ("train", "val", "test", "controller")
+#: metrics whose TensorBoard tag is not `<group>/<rest of the name>`
+TB_TAGS = {"lr": "lr/pg0", "epoch_lr": "lr/epoch_start", "human_lr": "controller/human_lr", "epoch": "train/epoch",
+           "epoch_time_s": "train/epoch_time_s", "nonfinite_steps": "train/nonfinite_steps",
+           "diverged_epoch": "train/diverged_epoch"}
+
+
+def tensorboard_tag(name: str) -> str:
+    """The TensorBoard tag of a logged metric, grouped: `lr/pg<i>` (`lr` is group 0's), `lr/epoch_start`,
+    `train/loss`, `train/acc`, `train/epoch_time_s`, `val/loss`, `test/acc`, `controller/action`, ...; a name that
+    already holds a `/` (`lr/pg1`) or belongs to no group is kept. The views write under `views/` themselves."""
+    if name in TB_TAGS:
+        return TB_TAGS[name]
+    group, _, rest = name.partition("_")
+    return f"{group}/{rest}" if group in TB_GROUPS and rest and "/" not in name else name
 
 
 class MLflowRunLogger(Logger):
@@ -147,6 +163,13 @@ class LeanTensorBoardLogger(TensorBoardLogger):
         kwargs.setdefault("max_queue", TB_MAX_QUEUE)
         super().__init__(save_dir=save_dir, name="", version="", default_hp_metric=False, **kwargs)
         self._events: list[tuple[Any, int | None, float]] = []  # (summary, step, wall time), not yet handed over
+        self._tags: dict[str, str] = {}  # metric name -> its TensorBoard tag (`tensorboard_tag`), once per name
+
+    def _tag(self, name: str) -> str:
+        tag = self._tags.get(name)
+        if tag is None:
+            tag = self._tags[name] = tensorboard_tag(name)
+        return tag
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -156,7 +179,8 @@ class LeanTensorBoardLogger(TensorBoardLogger):
             self._hand_over()  # in order
             super().log_metrics(metrics, step)
             return
-        values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in metrics.items()]  # float(): tensors too
+        # float(): tensors too
+        values = [Summary.Value(tag=self._tag(k), simple_value=float(v)) for k, v in metrics.items()]
         self._events.append((Summary(value=values), step, time.time()))
         if len(self._events) >= TB_HAND_OVER:
             self._hand_over()
@@ -182,16 +206,20 @@ class LeanTensorBoardLogger(TensorBoardLogger):
 
     @rank_zero_only
     def log_hparams_summary(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Write the run's HParams-plugin record (its settings and final metrics) into this run's event file, so
-        TensorBoard's HParams tab lines up every run of a grid (`make tensorboard` serves `runs/`)."""
+        """Write the run's HParams-plugin record (its settings and final metrics, e.g. the last validation and the
+        test values, under their TensorBoard tags `val/acc`, `test/acc`, ...) into this run's event file, so
+        TensorBoard's HParams tab lines up every run of a grid (`make tensorboard`)."""
         from torch.utils.tensorboard.summary import hparams as hparams_summary
 
         self._hand_over()
         clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
-        experiment, start, end = hparams_summary(clean, dict(metrics))
+        logged = set(self._tags)  # names already written as scalars
+        tagged = {self._tag(k): float(v) for k, v in metrics.items()}
+        experiment, start, end = hparams_summary(clean, tagged)
         writer = self.experiment.file_writer
         for summary in (experiment, start, end):
             writer.add_summary(summary)
         for name, value in metrics.items():  # the HParams tab reads each metric from a scalar of the same tag
-            self.experiment.add_scalar(name, value)
+            if name not in logged:
+                self.experiment.add_scalar(self._tag(name), value)
         writer.flush()

@@ -58,6 +58,31 @@ def git_commit(cwd: Path | None = None) -> str:
     return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def source_tags(commit: str, cwd: Path | None = None) -> dict[str, str]:
+    """MLflow's standard source tags, which fill the UI's Source and Git columns: `mlflow.source.name` (the command
+    that started the run; a grid worker has its runner's command line), `mlflow.source.type` LOCAL,
+    `mlflow.source.git.commit` (the commit alone: `git_commit` keeps the `-dirty` mark), `mlflow.source.git.branch`,
+    `mlflow.source.git.repoURL` (when the clone has an `origin`) and `mlflow.user`."""
+    import getpass
+
+    command = " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]])
+    tags = {"mlflow.source.name": command[:MAX_PARAM_CHARS], "mlflow.source.type": "LOCAL",
+            "mlflow.source.git.commit": commit.removesuffix("-dirty")}
+    for key, args in (("mlflow.source.git.branch", ["rev-parse", "--abbrev-ref", "HEAD"]),
+                      ("mlflow.source.git.repoURL", ["config", "--get", "remote.origin.url"])):
+        try:
+            value = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            value = ""
+        if value and commit != "unknown":
+            tags[key] = value
+    try:
+        tags["mlflow.user"] = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        pass
+    return tags
+
+
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     for key, value in cfg.items():
         name = f"{prefix}{key}"
@@ -136,12 +161,29 @@ def mark_orphans(tracking_uri: str, experiment: str | None = None) -> int:
     return n
 
 
+SERVER_SCHEMES = ("http", "https")  # a tracking server: it chooses where artifacts go (and serves them)
+
+
+def is_server(tracking_uri: str) -> bool:
+    """Whether the store is a tracking server (`http(s)://`, Databricks), not a file or database opened here."""
+    scheme = tracking_uri.split("://", 1)[0].lower() if "://" in tracking_uri else ""
+    return scheme in SERVER_SCHEMES or tracking_uri.startswith("databricks")
+
+
+def artifact_location(tracking_uri: str, folder: Path) -> str | None:
+    """Where a new experiment of this store keeps its artifacts: `folder` (this machine's, e.g. mlruns/artifacts)
+    for a store opened directly (an SQLite file or a database), None for a tracking server, so the server's own
+    artifact root is used (`mlflow server --serve-artifacts`: every artifact is uploaded to and downloaded from the
+    server, and no machine needs a path of another)."""
+    return None if is_server(tracking_uri) else folder.resolve().as_uri()
+
+
 def get_or_create_experiment(client: Any, name: str, artifact_root: Path) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_root.resolve().as_uri())
+        return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, artifact_root))
     except Exception:  # another worker created it between our two calls
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -206,7 +248,7 @@ class TrackedRun:
         params = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flatten(self.config)]
         for i in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[i : i + 100])
-        self.client.log_batch(self.run_id, tags=[RunTag("mlflow.source.git.commit", commit)])
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in source_tags(commit).items()])
 
     def _reopen(self) -> None:
         from mlflow.entities import RunTag

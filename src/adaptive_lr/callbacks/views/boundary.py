@@ -4,7 +4,7 @@ Every `every_n_epochs` epochs (and at the last epoch) it draws, left, the predic
 the data's bounding box (filled contours), the 0.5 boundary (black line) and the training points coloured by
 label; right, the training loss of every epoch so far on a log scale. Output in `viz/boundary/NNN/`:
 `epoch_XXX.png` per image, `boundary.gif` (one frame per image, built with Pillow at train end), and each image
-as TensorBoard image `boundary/epoch`.
+as TensorBoard image `views/boundary/epoch`.
 
 The probability is `sigmoid(logit)` for one output, `softmax(logits)[:, 1]` for two; other tasks (inputs not
 [N, 2], more than two outputs) are refused at fit start with a `ViewConfigError` naming the shape.
@@ -23,6 +23,7 @@ from adaptive_lr.callbacks.views.base import (
     TRAIN,
     View,
     ViewConfigError,
+    add_png_image,
     class_labels,
     metric,
     new_figure,
@@ -30,6 +31,7 @@ from adaptive_lr.callbacks.views.base import (
     render,
     save_png,
     split_tensors,
+    tb_tag,
     write_gif,
 )
 from adaptive_lr.callbacks.views.latent import seeded_subset
@@ -140,11 +142,11 @@ class DecisionBoundaryView(View):
         fig.suptitle(f"epoch {epoch}, train loss {loss:.4g}", fontsize=11)
         rgb = render(fig)
         name = f"epoch_{epoch:03d}.png"
-        save_png(rgb, self.out_dir / name)
+        png = save_png(rgb, self.out_dir / name)
         self._images.append(name)
         self._drawn_epoch = epoch
         if self.writer is not None:
-            self.writer.add_image("boundary/epoch", rgb, epoch, dataformats="HWC")
+            add_png_image(self.writer, tb_tag("boundary/epoch"), png, rgb.shape, epoch)
 
     # -- persistence: the loss curve continues across a resume ---------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

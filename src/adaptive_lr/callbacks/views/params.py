@@ -5,16 +5,27 @@ At a logging step (`global_step % every_n_steps == 0`, the count of updates done
   2) `on_before_optimizer_step` copies the gradients the optimizer is about to apply;
   3) `on_train_batch_end` reads the parameters after the update: `update = after - before`, the optimizer's
      per-element effective LR (`effective_lr`, after the step, i.e. the LR of the update just applied), and writes
-       - TensorBoard histograms per tensor: `values/<name>` (after the update), `grads/<name>`,
-         `update_ratio_log10/<name>` (log10 |update| / |value before|, over the elements where both are non-zero)
-         and `effective_lr/<name>`;
-       - TensorBoard scalars per tensor `norm/{values,grads,updates}/<name>`, `update_ratio/<name>`
-         (||update|| / ||value before||), `effective_lr_mean/<name>`, and the global `norm/grads/total`;
+       - TensorBoard scalars per tensor `views/norm/{values,grads,updates}/<name>`, `views/update_ratio/<name>`
+         (||update|| / ||value before||), `views/effective_lr_mean/<name>`, and the global
+         `views/norm/grads/total`;
        - one row per tensor in `viz/params/NNN/summary.csv` (the same numbers, for MLflow's artifact view);
+       - every `histogram_every_n_steps` steps, TensorBoard histograms per tensor: `views/values/<name>` (after the
+         update), `views/grads/<name>`, `views/update_ratio_log10/<name>` (log10 |update| / |value before|, over
+         the elements where both are non-zero) and `views/effective_lr/<name>`;
+       - while an `adaptive-lr watch` page is open on the run (`watch.layer_file`: one `stat` per logging step),
+         `layer.npz`: that step's values, update and effective LR of the panel layer (below), replaced;
        - every `panel_every_n_steps` steps a PNG panel of one small layer (`layer`; default the smallest weight
          matrix): its values before the update, the update just applied and the effective LR, per element
-         (heatmaps for matrices, bars for vectors), as `step_XXXXXXX.png` and TensorBoard image `params/panel`.
-Everything is logged at the step index of the update (0 for the first update). These are the only host syncs.
+         (heatmaps for matrices, bars for vectors), as `step_XXXXXXX.png` and TensorBoard image
+         `views/params/panel`.
+Everything is logged at the step index of the update (0 for the first update).
+
+What it costs (`benchmarks/viz_overhead.py`): every statistic (norms, effective-LR range, histogram buckets) is
+computed on the parameters' device, and all of one snapshot come to the host in one transfer, the snapshot's one
+host sync (histograms: a second one); histogram buckets are counted on the device (`torch.bincount` over 64 equal
+buckets between the tensor's min and max, written with `add_histogram_raw`) instead of by TensorBoard's numpy
+`add_histogram` (~2 ms per tensor on the MNIST MLP); a snapshot's scalars are one TensorBoard event; the panel is
+drawn with numpy and Pillow (`views.panel`), and its PNG is encoded once for the file and TensorBoard.
 """
 
 from __future__ import annotations
@@ -25,13 +36,24 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from matplotlib.ticker import MaxNLocator
 from torch.optim import SGD, Adagrad, Adam, AdamW, Optimizer
 
-from adaptive_lr.callbacks.views.base import View, ViewConfigError, new_figure, positive_int, render, save_png
+from adaptive_lr.callbacks.views.base import (
+    View,
+    ViewConfigError,
+    add_png_image,
+    add_scalars_event,
+    encode_png,
+    positive_int,
+    tb_tag,
+)
+from adaptive_lr.callbacks.views.panel import Heatmap, render_panel
+from adaptive_lr.watch.layer_file import LAYER_FILE, watched, write_layer
 
 SUMMARY_FIELDS = ("step", "param", "numel", "value_norm", "grad_norm", "update_norm", "update_ratio",
                   "effective_lr_mean", "effective_lr_min", "effective_lr_max")
+HISTOGRAM_BUCKETS = 64  # equal-width buckets between a tensor's min and max (TensorBoard re-bins to ~30 to draw)
+SCALARS = ("norm/values", "norm/grads", "norm/updates", "update_ratio", "effective_lr_mean")
 
 
 def effective_lr(optimizer: Optimizer, group: dict[str, Any], param: torch.Tensor) -> torch.Tensor | None:
@@ -60,8 +82,49 @@ def effective_lr(optimizer: Optimizer, group: dict[str, Any], param: torch.Tenso
     return None
 
 
-def _norm(t: torch.Tensor | None) -> float:
-    return float("nan") if t is None else float(t.float().norm())
+def tensor_stats(after: torch.Tensor, before: torch.Tensor, update: torch.Tensor, grad: torch.Tensor | None,
+                 lr: torch.Tensor | None) -> torch.Tensor:
+    """[value_norm, grad_norm, update_norm, before_norm, lr_mean, lr_min, lr_max] of one tensor, on its device
+    (NaN where the gradient or the effective LR is not defined); nothing is read to the host here."""
+    nan = torch.full((), float("nan"), device=after.device)
+    norms = [t.float().norm() if t is not None else nan for t in (after, grad, update, before)]
+    lrs = [nan, nan, nan] if lr is None else [lr.float().mean(), lr.float().min(), lr.float().max()]
+    return torch.stack([*norms, *lrs])
+
+
+def histogram_stats(x: torch.Tensor, valid: torch.Tensor | None = None,
+                    buckets: int = HISTOGRAM_BUCKETS) -> torch.Tensor:
+    """[min, max, count, sum, sum of squares, bucket counts...] of the elements of `x` (where `valid`), with
+    `buckets` equal-width buckets between min and max, computed on `x`'s device without a host sync."""
+    x = x.detach().float().reshape(-1)
+    if x.numel() == 0:
+        return torch.zeros(5 + buckets, device=x.device)
+    if valid is None:  # every element: no masking passes
+        lo, hi = torch.aminmax(x)
+        kept, count = x, torch.tensor(float(x.numel()), device=x.device)
+    else:
+        ok = valid.reshape(-1)
+        lo = torch.where(ok, x, torch.full_like(x, float("inf"))).min()
+        hi = torch.where(ok, x, torch.full_like(x, float("-inf"))).max()
+        kept, count = torch.where(ok, x, torch.zeros_like(x)), ok.sum().float()
+    width = (hi - lo).clamp_min(torch.finfo(torch.float32).tiny)
+    index = (kept - lo).mul_(buckets / width).nan_to_num_(0.0).clamp_(0, buckets - 1).long()  # in place: 1 copy
+    counts = torch.bincount(index, weights=None if valid is None else ok.float(), minlength=buckets)[:buckets]
+    head = torch.stack([lo, hi, count, kept.sum(), (kept * kept).sum()])
+    return torch.cat([head, counts.to(head.dtype)])
+
+
+def write_histogram(writer: Any, tag: str, stats: list[float], step: int) -> None:
+    """One TensorBoard histogram from `histogram_stats` (read to the host); nothing for an empty selection."""
+    lo, hi, num, total, squares, *counts = stats
+    if num <= 0 or not (np.isfinite(lo) and np.isfinite(hi)):
+        return
+    if hi <= lo:  # every element equal: one bucket
+        limits, counts = [hi], [num]
+    else:
+        limits = [lo + (hi - lo) * (i + 1) / len(counts) for i in range(len(counts))]
+    writer.add_histogram_raw(tag, min=lo, max=hi, num=int(num), sum=total, sum_squares=squares,
+                             bucket_limits=limits, bucket_counts=counts, global_step=step)
 
 
 class ParamView(View):
@@ -70,6 +133,7 @@ class ParamView(View):
     Args:
         every_n_steps: optimizer steps between snapshots (100). Positive int.
         panel_every_n_steps: steps between PNG panels (1000); a multiple of `every_n_steps`. 0: no panels.
+        histogram_every_n_steps: steps between histograms (500); a multiple of `every_n_steps`.
         layer: parameter name (as in `pl_module.named_parameters()`, e.g. `model.head.weight`) of the panel;
             default the smallest parameter with >= 2 dimensions (the first on ties).
         histograms: write TensorBoard histograms (True); scalars and summary.csv are always written.
@@ -79,7 +143,7 @@ class ParamView(View):
     view = "params"
 
     def __init__(self, every_n_steps: int = 100, panel_every_n_steps: int = 1000, layer: str | None = None,
-                 histograms: bool = True, dpi: int = 100) -> None:
+                 histograms: bool = True, dpi: int = 100, histogram_every_n_steps: int = 500) -> None:
         super().__init__(dpi)
         self.every_n_steps = positive_int("every_n_steps", every_n_steps)
         if not (isinstance(panel_every_n_steps, int) and panel_every_n_steps >= 0
@@ -87,6 +151,12 @@ class ParamView(View):
             raise ViewConfigError(f"panel_every_n_steps must be 0 or a multiple of every_n_steps={every_n_steps}, "
                                   f"got {panel_every_n_steps!r}")
         self.panel_every_n_steps = panel_every_n_steps
+        if not (isinstance(histogram_every_n_steps, int) and histogram_every_n_steps >= 1
+                and histogram_every_n_steps % every_n_steps == 0):
+            raise ViewConfigError(f"histogram_every_n_steps must be a positive multiple of every_n_steps="
+                                  f"{every_n_steps}, got {histogram_every_n_steps!r}")
+        self.histogram_every_n_steps = histogram_every_n_steps
+        self._summary: Any | None = None  # summary.csv, open during a fit
         self.layer = layer
         self.histograms = bool(histograms)
         self._names: dict[torch.Tensor, str] = {}
@@ -105,9 +175,22 @@ class ParamView(View):
         elif self.layer not in dict(named):
             raise ViewConfigError(f"viz.params.layer={self.layer!r} is not a trainable parameter of "
                                   f"{type(pl_module).__name__}; allowed: {', '.join(n for n, _ in named)}")
-        if self.active(trainer):
-            with open(self.out_dir / "summary.csv", "w", newline="") as f:
-                csv.writer(f).writerow(SUMMARY_FIELDS)
+        if self.active(trainer):  # kept open for the fit (flushed at every snapshot, closed at train end)
+            self._close_summary()
+            self._summary = open(self.out_dir / "summary.csv", "w", newline="")
+            csv.writer(self._summary).writerow(SUMMARY_FIELDS)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._close_summary()
+        super().on_train_end(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._close_summary()
+
+    def _close_summary(self) -> None:
+        if self._summary is not None:
+            self._summary.close()
+            self._summary = None
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -130,80 +213,72 @@ class ParamView(View):
         step, self._step = self._step, None
         lrs = {self._names[p]: lr for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]
                if p in self._names and (lr := effective_lr(opt, g, p)) is not None}
-        rows, panel = [], None
-        for p, name in self._names.items():
-            after, before, grad, lr = p.detach(), self._before[name], self._grads.get(name), lrs.get(name)
-            update = after - before
-            rows.append(self._summarise(step, name, after, before, update, grad, lr))
-            if name == self.layer:
-                panel = (before, update, lr)
-        with open(self.out_dir / "summary.csv", "a", newline="") as f:
-            csv.writer(f).writerows(rows)
-        if self.writer is not None and self._names:
-            grads = [r[4] for r in rows if np.isfinite(r[4])]  # per-tensor norms -> the global gradient norm
-            self.writer.add_scalar("norm/grads/total", float(np.sqrt(np.sum(np.square(grads)))), step)
+        names = list(self._names.values())
+        afters = [p.detach() for p in self._names]
+        updates = [a - self._before[n] for a, n in zip(afters, names, strict=True)]
+        grads, effective = [self._grads.get(n) for n in names], [lrs.get(n) for n in names]
+        # host sync point: every tensor's statistics of this snapshot, in one transfer
+        stats = torch.stack([tensor_stats(a, self._before[n], u, g, lr) for a, n, u, g, lr
+                             in zip(afters, names, updates, grads, effective, strict=True)]).tolist() if names else []
+        rows, scalars = [], {}
+        for name, after, (value_norm, grad_norm, update_norm, before_norm, *lr_stats) in zip(names, afters, stats,
+                                                                                              strict=True):
+            ratio = update_norm / before_norm if before_norm > 0 else float("nan")
+            rows.append([step, name, after.numel(), value_norm, grad_norm, update_norm, ratio, *lr_stats])
+            for key, value in zip(SCALARS, (value_norm, grad_norm, update_norm, ratio, lr_stats[0]), strict=True):
+                if np.isfinite(value):
+                    scalars[tb_tag(f"{key}/{name}")] = value
+        csv.writer(self._summary).writerows(rows)
+        self._summary.flush()  # readable while the run goes on
+        if self.writer is not None and names:
+            grad_norms = [r[4] for r in rows if np.isfinite(r[4])]  # per-tensor norms -> the global gradient norm
+            scalars[tb_tag("norm/grads/total")] = float(np.sqrt(np.sum(np.square(grad_norms))))
+            add_scalars_event(self.writer, scalars, step)
+            if self.histograms and step % self.histogram_every_n_steps == 0:
+                self._histograms(step, names, afters, updates, grads, effective)
+        panel = next(((self._before[n], updates[i], effective[i]) for i, n in enumerate(names) if n == self.layer),
+                     None)
+        if panel is not None and watched(self.out_dir.parents[2]):  # bars for an open `adaptive-lr watch` page
+            write_layer(self.out_dir / LAYER_FILE, step, self.layer, *panel)
         if panel is not None and self.panel_every_n_steps and step % self.panel_every_n_steps == 0:
             self._panel(step, *panel)
         self._before, self._grads = {}, {}
 
     # -- output --------------------------------------------------------------------------------------------------
-    def _summarise(self, step: int, name: str, after: torch.Tensor, before: torch.Tensor, update: torch.Tensor,
-                   grad: torch.Tensor | None, lr: torch.Tensor | None) -> list[Any]:
-        value_norm, update_norm = _norm(after), _norm(update)
-        before_norm = _norm(before)
-        ratio = update_norm / before_norm if before_norm > 0 else float("nan")
-        lr_stats = (float("nan"),) * 3 if lr is None else (float(lr.mean()), float(lr.min()), float(lr.max()))
-        row = [step, name, after.numel(), value_norm, _norm(grad), update_norm, ratio, *lr_stats]
-        w = self.writer
-        if w is None:
-            return row
-        for key, value in zip(("norm/values", "norm/grads", "norm/updates", "update_ratio", "effective_lr_mean"),
-                              (value_norm, row[4], update_norm, ratio, lr_stats[0]), strict=True):
-            if np.isfinite(value):
-                w.add_scalar(f"{key}/{name}", value, step)
-        if self.histograms:
-            w.add_histogram(f"values/{name}", after.float().cpu(), step)
-            if grad is not None:
-                w.add_histogram(f"grads/{name}", grad.float().cpu(), step)
+    def _histograms(self, step: int, names: list[str], afters: list[torch.Tensor], updates: list[torch.Tensor],
+                    grads: list[torch.Tensor | None], effective: list[torch.Tensor | None]) -> None:
+        """Values, gradients, log10 update ratios and effective LRs of every tensor, bucketed on the device and
+        read to the host in one transfer (a second host sync, at this cadence only)."""
+        tags, rows = [], []
+        for name, after, update, grad, lr in zip(names, afters, updates, grads, effective, strict=True):
+            before = self._before[name]
             nonzero = (update != 0) & (before != 0)
-            if bool(nonzero.any()):
-                ratios = (update[nonzero].abs() / before[nonzero].abs()).log10()
-                w.add_histogram(f"update_ratio_log10/{name}", ratios.float().cpu(), step)
-            if lr is not None:
-                w.add_histogram(f"effective_lr/{name}", lr.float().cpu(), step)
-        return row
+            ratio = (update.abs() / before.abs().where(nonzero, torch.ones_like(before))).log10()
+            for key, x, valid in (("values", after, None), ("grads", grad, None),
+                                  ("update_ratio_log10", ratio, nonzero), ("effective_lr", lr, None)):
+                if x is not None:
+                    tags.append(tb_tag(f"{key}/{name}"))
+                    rows.append(histogram_stats(x, valid))
+        if rows:
+            for tag, stats in zip(tags, torch.stack(rows).tolist(), strict=True):
+                write_histogram(self.writer, tag, stats, step)
 
     def _panel(self, step: int, before: torch.Tensor, update: torch.Tensor, lr: torch.Tensor | None) -> None:
-        fig = new_figure(12.0, 3.6, self.dpi, layout=None)  # drawn every panel_every_n_steps: fixed margins
-        fig.subplots_adjust(left=0.05, right=0.97, bottom=0.15, top=0.82, wspace=0.3)
-        axes = fig.subplots(1, 3)
-        panels = [("values (before the update)", before, "viridis"), ("update applied", update, "RdBu_r"),
-                  ("effective LR", lr, "magma")]
-        for ax, (title, tensor, cmap) in zip(axes, panels, strict=True):
-            ax.set_title(title, fontsize=10)
-            if tensor is None:
-                ax.text(0.5, 0.5, "not defined\nfor this optimizer", ha="center", va="center",
-                        transform=ax.transAxes)
-                ax.set_axis_off()
-                continue
-            rows = tensor.shape[0] if tensor.dim() else 1
-            data = tensor.detach().float().cpu().reshape(rows, -1).numpy()  # >2-D tensors: [out, rest]
-            if data.shape[1] == 1:  # a vector (bias, norm scale): one bar per element
-                ax.bar(np.arange(data.shape[0]), data[:, 0], color="tab:blue")
-                ax.set_xlabel("element")
-                continue
-            if cmap == "RdBu_r":  # updates: symmetric around 0
-                bound = float(np.abs(data).max()) or 1.0
-                image = ax.imshow(data, cmap=cmap, vmin=-bound, vmax=bound, aspect="auto", interpolation="nearest")
-            else:
-                image = ax.imshow(data, cmap=cmap, aspect="auto", interpolation="nearest")
-            ax.set_xlabel("input")
-            ax.set_ylabel("output")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            fig.colorbar(image, ax=ax)
-        fig.suptitle(f"{self.layer} {tuple(before.shape)} at step {step}", fontsize=11)
-        rgb = render(fig)
-        save_png(rgb, self.out_dir / f"step_{step:07d}.png")
+        """Values before the update, the update and the effective LR of the panel layer, per element
+        (`views.panel`: drawn with numpy and Pillow, a few ms)."""
+        panels = [Heatmap(title, self._panel_data(t), cmap) for title, t, cmap in (
+            ("values (before the update)", before, "viridis"), ("update applied", update, "RdBu_r"),
+            ("effective LR", lr, "magma"))]
+        rgb = render_panel(f"{self.layer} {tuple(before.shape)} at step {step}", panels, round(12.0 * self.dpi),
+                           round(3.6 * self.dpi))
+        png = encode_png(rgb)
+        (self.out_dir / f"step_{step:07d}.png").write_bytes(png)
         if self.writer is not None:
-            self.writer.add_image("params/panel", rgb, step, dataformats="HWC")
+            add_png_image(self.writer, tb_tag("params/panel"), png, rgb.shape, step)
+
+    @staticmethod
+    def _panel_data(tensor: torch.Tensor | None) -> np.ndarray | None:
+        if tensor is None:
+            return None
+        rows = tensor.shape[0] if tensor.dim() else 1
+        return tensor.detach().float().cpu().reshape(rows, -1).numpy()  # >2-D tensors: [out, rest]
