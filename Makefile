@@ -67,17 +67,16 @@ PARTIAL := partial
 STUDY_BUNDLES = $(foreach g,$(STUDY_GRIDS),$(lastword $(sort $(wildcard reports/$(g)/*/bundle))))
 
 study: $(STAMP)  ## run the main study, resuming (needs ADAPTIVE_LR_DATA_DIR); then make study-report
-	@for b in $(sort $(wildcard $(PARTIAL)/*/*/bundle)); do $(BIN)/adaptive-lr import $$b || exit 1; done
+	@for b in $(sort $(wildcard $(PARTIAL)/*/*/bundle)) $(STUDY_BUNDLES); do $(BIN)/adaptive-lr import $$b || exit 1; done
 	@for g in $(STUDY_GRIDS); do \
-		if [ -d reports/$$g ]; then echo "$$g: finished (reports/$$g)"; continue; fi; \
-		$(BIN)/adaptive-lr experiment $$g paths.reports=$(CURDIR)/reports --jobs $(STUDY_JOBS) --report || exit 1; \
+		$(BIN)/adaptive-lr experiment $$g paths.reports=$(CURDIR)/reports --jobs $(STUDY_JOBS) --report-changed || exit 1; \
 	done
 	$(MAKE) study-report
 
-study-save: $(STAMP)  ## save the bundles of study parts not finished yet into partial/ (commit them)
+study-save: $(STAMP)  ## save the bundles of study grids still running into partial/ (commit them)
 	@for g in $(STUDY_GRIDS); do \
-		if [ -d reports/$$g ]; then continue; fi; \
-		$(BIN)/adaptive-lr report $$g paths.reports=$(CURDIR)/$(PARTIAL) --bundle-only 2>/dev/null || true; \
+		$(BIN)/adaptive-lr report $$g paths.reports=$(CURDIR)/$(PARTIAL) --bundle-only --unless-reported reports \
+			2>/dev/null || true; \
 	done
 
 study-report: $(STAMP)  ## rebuild the study report from the committed bundles alone (no store, no training)

@@ -136,7 +136,8 @@ def main() -> None:
         f"| views off | 0 (no callback) | < {TARGET_OFF:.0%} | yes |",
         f"| fit time per epoch, views off (median run) | {epoch_off:.2f} s | | |",
         f"| parameter view, training thread, per epoch | {params_main * 1e3:.0f} ms | | |",
-        f"| latent view, training thread, per epoch (features of the subset) | {latent_main * 1e3:.0f} ms | | |",
+        f"| latent view, training thread, per epoch (subset features, the wait for the last snapshot) | "
+        f"{latent_main * 1e3:.0f} ms | | |",
         f"| one t-SNE snapshot in the background thread (t-SNE, figure, PNG) | {job:.2f} s | | |",
         "",
         "Hook times (mean per views-on run; `latent.background_job` runs on the view's thread):",

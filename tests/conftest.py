@@ -1,12 +1,17 @@
-"""Shared fixtures: an isolated project home (runs/, mlruns/, reports/) per test, and tiny configs."""
+"""Shared fixtures: an isolated project home (runs/, mlruns/, reports/) per test, the same with an empty MLflow
+store, and a headless browser. Shared helpers live in the `*_support.py` modules beside this file."""
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from store_support import seed_store
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
@@ -22,5 +27,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def tracking_uri(home: Path) -> str:
-    return f"sqlite:///{home.resolve()}/mlruns/mlflow.db"
+@pytest.fixture
+def store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`home` with an empty, migrated MLflow store in it (a copy: creating one runs ~6 s of migrations)."""
+    seed_store(home, tmp_path_factory)
+    return home
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium for the slow browser tests (`browser_support`)."""
+    from browser_support import headless_chromium
+
+    driver = headless_chromium()
+    yield driver
+    driver.quit()

@@ -79,12 +79,6 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
     return Finished(home, run.info.run_id, Path(run.data.tags["run_dir"]))
 
 
-@pytest.fixture
-def store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    seed_store(home, tmp_path_factory)
-    return home
-
-
 def store_state(*homes: Path) -> list[object]:
     """Every experiment, run (ID and status) and file of the MLflow stores and run folders of these homes."""
     from mlflow.tracking import MlflowClient
@@ -197,6 +191,9 @@ def cases() -> list[tuple[str, Callable[[Ctx], list[str]], list[str]]]:
          ["scheduler.interval", "'step'", "'hourly'"]),
         ("interval-mismatch", lambda c: [*XOR, "scheduler=hypergradient", "scheduler.interval=epoch"],
          ["scheduler", "interval must be 'step'", "'epoch'"]),
+        ("scheduler-adaptive", lambda c: [*XOR, "scheduler.adaptive=maybe"], ["scheduler.adaptive", "a bool"]),
+        ("scheduler-target", lambda c: [*XOR, "scheduler.policy._target_=adaptive_lr.schedulers.nope.Nope"],
+         ["scheduler.policy._target_", "cannot import", "nope.Nope"]),
         ("log-every-0", lambda c: [*XOR, "logger.log_every_n_steps=0"], ["logger.log_every_n_steps"]),
         ("multi-start-0", lambda c: [*XOR, "multi_start.k=0"], ["multi_start.k"]),
         ("checkpoint-steps", lambda c: [*XOR, "checkpoint.every_n_steps=-1"], ["checkpoint.every_n_steps", "-1"]),

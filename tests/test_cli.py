@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 
 from adaptive_lr.cli import main
-from store_support import seed_store, tracking_uri
+from store_support import tracking_uri
 
 TINY = ["task=xor_clean", "trainer.max_epochs=2", "data.n_samples=80"]
 ENTRY_POINT = Path(sys.executable).with_name("adaptive-lr")
-
-
-@pytest.fixture
-def store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    seed_store(home, tmp_path_factory)
-    return home
 
 
 def all_runs(home: Path) -> list:

@@ -18,13 +18,8 @@ import pytest
 
 from adaptive_lr.experiment import claim_cell, release_cell
 from adaptive_lr.tracking.run import artifact_location
-from store_support import seed_store, tracking_uri
-
-
-@pytest.fixture
-def store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    seed_store(home, tmp_path_factory)
-    return home
+from grid_support import cell_runs
+from store_support import tracking_uri
 
 
 def held_elsewhere(uri: str, root: Path, cell: str, **tags: str) -> None:
@@ -102,11 +97,6 @@ def grid_on_cluster(cluster, home: Path, grid: Path, *args: str) -> subprocess.P
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def cell_runs(client, name: str) -> list:
-    exp = client.get_experiment_by_name(name)
-    return [r for r in client.search_runs([exp.experiment_id], max_results=1000) if not r.data.tags.get("grid_parent")]
-
-
 def parent_process(pid: int) -> int | None:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -147,7 +137,7 @@ def test_a_grid_on_a_two_node_ray_cluster_lands_on_the_tracking_server_and_survi
         timings["grid"] = time.monotonic() - t
         assert proc.returncode == 0, out
         assert "4/4 done" in out and "0 failed" in out, out
-        runs = cell_runs(client, "on-cluster")
+        runs = cell_runs(cluster.tracking_uri, experiment="on-cluster")
         assert Counter(r.data.tags["cell"] for r in runs if r.info.status == "FINISHED") == Counter(
             c.format(s) for c in CELLS for s in ("fixed", "rl_bandit"))
         assert len(runs) == 4  # nothing else: no RUNNING, KILLED or FAILED run beside them
@@ -191,7 +181,7 @@ def test_a_grid_on_a_two_node_ray_cluster_lands_on_the_tracking_server_and_survi
         timings["grid_with_dead_node"] = time.monotonic() - t
         assert proc.returncode == 0, out
         assert "4/4 done" in out and "0 failed" in out, out
-        runs = cell_runs(client, "dead-node")
+        runs = cell_runs(cluster.tracking_uri, experiment="dead-node")
         assert Counter(r.data.tags["cell"] for r in runs if r.info.status == "FINISHED") == Counter(
             c.format(s) for c in CELLS for s in ("fixed", "heuristic"))
         assert [r.info.status for r in runs if r.info.status != "FINISHED"] in ([], ["KILLED"])

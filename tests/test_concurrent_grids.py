@@ -18,15 +18,10 @@ from pathlib import Path
 import pytest
 
 from adaptive_lr.experiment import claim_cell
-from store_support import seed_store, tracking_uri
+from grid_support import cell_runs, write_grid
+from store_support import tracking_uri
 
 CELLS = [f"cell{i}" for i in range(8)]
-
-
-@pytest.fixture
-def store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    seed_store(home, tmp_path_factory)
-    return home
 
 
 _start = None  # in a claimant process: the barrier every claimant waits at, so that they race
@@ -67,20 +62,6 @@ def test_claims_are_atomic_exclusive_while_the_owner_lives_and_reclaimed_once_it
     assert held.tags == {"claim_host": platform.node(), "claim_pid": str(os.getpid())}
 
 
-def write_grid(path: Path, max_epochs: int) -> Path:
-    path.write_text("name: tiny\ntasks: [xor_clean]\nschedulers: [fixed, heuristic]\nseeds: [0, 1]\n"
-                    f"overrides: [trainer.max_epochs={max_epochs}, data.n_samples=80]\n")
-    return path
-
-
-def cell_runs(home: Path) -> list:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri(home))
-    exp = client.get_experiment_by_name("tiny")
-    return [r for r in client.search_runs([exp.experiment_id]) if not r.data.tags.get("grid_parent")]
-
-
 def runner(home: Path, grid: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "ADAPTIVE_LR_HOME": str(home), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "adaptive_lr.cli", "experiment", str(grid), *args], env=env,
@@ -93,7 +74,7 @@ def test_two_runners_started_together_run_each_cell_exactly_once(store, tmp_path
     outs = [p.communicate(timeout=300)[1] for p in procs]
 
     assert [p.returncode for p in procs] == [0, 0], outs
-    finished = Counter(r.data.tags["cell"] for r in cell_runs(store) if r.info.status == "FINISHED")
+    finished = Counter(r.data.tags["cell"] for r in cell_runs(store, "FINISHED"))
     assert finished == Counter({f"xor_clean/{s}/seed{i}": 1 for s in ("fixed", "heuristic") for i in (0, 1)})
     assert len(cell_runs(store)) == 4  # no run started twice, none deleted or left behind
     from mlflow.tracking import MlflowClient
@@ -162,7 +143,7 @@ def test_cells_of_a_killed_runner_are_killed_with_it_and_resume_exactly_when_the
     deadline = time.monotonic() + 240
     while not (client.get_experiment_by_name("tiny") and  # both workers 3 epochs into a cell
                sum(len(client.get_metric_history(r.info.run_id, "val_acc")) >= 3
-                   for r in cell_runs(store) if r.info.status == "RUNNING") == 2):
+                   for r in cell_runs(store, "RUNNING")) == 2):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.2)
     workers = children(proc.pid)
@@ -174,7 +155,7 @@ def test_cells_of_a_killed_runner_are_killed_with_it_and_resume_exactly_when_the
     assert all(gone(p) for p in workers)
 
     # the workers marked their own runs KILLED on the way out (SIGTERM), with their epochs stored
-    killed = [r for r in cell_runs(store) if r.info.status == "KILLED"]
+    killed = cell_runs(store, "KILLED")
     assert len(killed) == 2 and {r.data.tags["error"] for r in killed} == {"interrupted by SIGTERM"}
     kept = {r.info.run_id: client.get_metric_history(r.info.run_id, "val_acc") for r in killed}
     assert all(len(h) >= 3 for h in kept.values())

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,37 +17,8 @@ import pytest
 from adaptive_lr import runner
 from adaptive_lr.config import ConfigError
 from adaptive_lr.experiment import load_grid, run_grid
-from store_support import seed_store, tracking_uri
-
-CELLS = {f"xor_clean/{s}/seed{seed}" for s in ("fixed", "heuristic") for seed in (0, 1)}
-
-
-@pytest.fixture
-def store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    seed_store(home, tmp_path_factory)
-    return home
-
-
-def write_grid(path: Path, max_epochs: int = 2, extra: str = "", schedulers: str = "[fixed, heuristic]") -> Path:
-    path.write_text(
-        "name: tiny\n"
-        "tasks: [xor_clean]\n"
-        f"schedulers: {schedulers}\n"
-        "seeds: [0, 1]\n"
-        f"overrides: [trainer.max_epochs={max_epochs}, data.n_samples=80]\n" + extra
-    )
-    return path
-
-
-def runs(home: Path, status: str | None = None) -> list:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri(home))
-    exp = client.get_experiment_by_name("tiny")
-    if exp is None:
-        return []
-    found = client.search_runs([exp.experiment_id], max_results=1000)
-    return [r for r in found if (status is None or r.info.status == status) and not r.data.tags.get("grid_parent")]
+from grid_support import CELLS, cell_runs, write_grid
+from store_support import tracking_uri
 
 
 def parent(home: Path):
@@ -58,7 +30,7 @@ def parent(home: Path):
 
 
 def finished_per_cell(home: Path) -> Counter:
-    return Counter(r.data.tags["cell"] for r in runs(home, "FINISHED"))
+    return Counter(r.data.tags["cell"] for r in cell_runs(home, "FINISHED"))
 
 
 def test_grid_runs_each_cell_then_skips_finished_ones(store, tmp_path):
@@ -68,7 +40,7 @@ def test_grid_runs_each_cell_then_skips_finished_ones(store, tmp_path):
     assert run_grid(str(grid), out=out).name == "tiny"
 
     assert finished_per_cell(store) == Counter(dict.fromkeys(CELLS, 1))
-    assert {r.data.tags["max_epochs"] for r in runs(store)} == {"2"}
+    assert {r.data.tags["max_epochs"] for r in cell_runs(store)} == {"2"}
     lines = out.getvalue().splitlines()
     assert "4 cells: 0 already finished, 4 to run" in lines[0]
     progress = [line for line in lines if re.search(r"\] \d/4 done", line)]
@@ -79,19 +51,19 @@ def test_grid_runs_each_cell_then_skips_finished_ones(store, tmp_path):
     # one parent run groups the grid's cell runs in the MLflow UI
     (grid_run,) = parent(store)
     assert grid_run.info.status == "FINISHED" and grid_run.info.run_name == "grid:tiny"
-    assert {r.data.tags["mlflow.parentRunId"] for r in runs(store)} == {grid_run.info.run_id}
-    assert {r.data.tags["phase"] for r in runs(store)} == {"final"}
+    assert {r.data.tags["mlflow.parentRunId"] for r in cell_runs(store)} == {grid_run.info.run_id}
+    assert {r.data.tags["phase"] for r in cell_runs(store)} == {"final"}
 
     out = io.StringIO()
     run_grid(str(grid), out=out)  # nothing new to run
-    assert len(runs(store)) == 4
+    assert len(cell_runs(store)) == 4
     assert "4 cells: 4 already finished, 0 to run" in out.getvalue()
 
     write_grid(grid, max_epochs=3)  # a changed config is a different cell
     out = io.StringIO()
     run_grid(str(grid), out=out)
     assert "4 cells: 0 already finished, 4 to run" in out.getvalue()
-    assert Counter(r.data.tags["max_epochs"] for r in runs(store, "FINISHED")) == {"2": 4, "3": 4}
+    assert Counter(r.data.tags["max_epochs"] for r in cell_runs(store, "FINISHED")) == {"2": 4, "3": 4}
 
 
 def test_interrupted_grid_resumes_until_every_cell_finished_once(store, tmp_path, monkeypatch):
@@ -135,14 +107,14 @@ def test_interrupted_grid_resumes_until_every_cell_finished_once(store, tmp_path
                      "xor_clean/heuristic/seed0", "xor_clean/heuristic/seed1"]  # resumed at the interrupted cell
     assert "FAILED: RuntimeError: boom" in text and "1 failed |" in text and "1 cell(s) failed" in text
     assert sum(finished_per_cell(store).values()) == 3
-    assert len(runs(store, "FAILED")) == 1
+    assert len(cell_runs(store, "FAILED")) == 1
 
     # 3) resumed again: only the failed cell runs
     out = io.StringIO()
     run_grid(grid, out=out)
     assert "4 cells: 3 already finished, 1 to run" in out.getvalue()
     assert finished_per_cell(store) == Counter(dict.fromkeys(CELLS, 1))
-    assert len(runs(store, "FAILED")) == 1
+    assert len(cell_runs(store, "FAILED")) == 1
 
 
 def test_grid_config_errors_surface_before_any_run(home, tmp_path):
@@ -215,7 +187,7 @@ def test_tuned_grid_reruns_each_schedulers_best_lr_with_the_grid_seeds(store, tm
     out = io.StringIO()
     run_grid(grid, out=out)
 
-    tune = runs(store, "FINISHED")
+    tune = cell_runs(store, "FINISHED")
     tuned = [r for r in tune if r.data.tags["phase"] == "tune"]
     final = [r for r in tune if r.data.tags["phase"] == "final"]
     assert sorted(r.data.params["lr"] for r in tuned) == ["0.003", "0.3"]
@@ -255,40 +227,51 @@ def test_runs_of_ended_processes_are_marked_killed_others_are_left_alone(store):
     assert client.get_run(ids["dead"]).data.tags["error"].startswith(f"orphaned: process {dead_pid}")
 
 
+def both_workers_inside_a_cell(home: Path, last_epoch: int) -> bool:
+    """Whether a cell has finished and two cells are RUNNING, each past its first epoch and at least ten short of
+    `last_epoch`: a kill now leaves exactly two runs RUNNING, whatever the workers' relative speed."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri(home))
+    epochs = [len(client.get_metric_history(r.info.run_id, "val_acc")) for r in cell_runs(home, "RUNNING")]
+    return len(epochs) == 2 and all(1 <= e <= last_epoch - 10 for e in epochs) and bool(cell_runs(home, "FINISHED"))
+
+
 def test_killed_parallel_grid_restarts_and_runs_every_cell_exactly_once(store, tmp_path):
     grid = write_grid(tmp_path / "tiny.yaml", max_epochs=60)
     env = {**os.environ, "ADAPTIVE_LR_HOME": str(store), "PYTHONWARNINGS": "ignore"}
-    # 1) two worker processes; the whole process group is killed (SIGKILL) right after the first cell finishes
-    proc = subprocess.Popen([sys.executable, "-m", "adaptive_lr.cli", "experiment", str(grid), "-j", "2"],
-                            env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "1/4 done" in line:
-            break
+    # 1) two worker processes; once a cell has finished and both workers are inside another, the whole process
+    # group is killed (SIGKILL): one or two cells finished, two RUNNING
+    log = tmp_path / "runner.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "adaptive_lr.cli", "experiment", str(grid), "-j", "2"],
+                                env=env, stderr=stderr, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not both_workers_inside_a_cell(store, 60):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    assert any("jobs=2" in line for line in seen), "".join(seen)
-    assert sum(finished_per_cell(store).values()) == 1
-    left_running = len(runs(store, "RUNNING"))
+    assert "jobs=2" in log.read_text(), log.read_text()
+    finished = sum(finished_per_cell(store).values())
+    assert finished in (1, 2) and len(cell_runs(store, "RUNNING")) == 2
 
-    # 2) restarted: runs left RUNNING by the killed workers are marked KILLED and continue in the same run, every
-    # other cell runs once: one run per cell in all
+    # 2) restarted: the two runs left RUNNING by the killed workers are marked KILLED and continue in the same run,
+    # every other cell runs once: one run per cell in all
     out = io.StringIO()
     run_grid(str(grid), out=out)
-    assert "4 cells: 1 already finished, 3 to run (LocalEngine jobs=1" in out.getvalue()
+    assert f"4 cells: {finished} already finished, {4 - finished} to run (LocalEngine jobs=1" in out.getvalue()
     assert finished_per_cell(store) == Counter(dict.fromkeys(CELLS, 1))
-    assert runs(store, "RUNNING") == [] and runs(store, "KILLED") == []
-    assert len(runs(store)) == 4
-    if left_running:
-        assert f"marked {left_running} run(s) of ended processes KILLED" in out.getvalue()
-        assert f"{left_running} interrupted cell(s) continue in their run" in out.getvalue()
-        assert out.getvalue().count("(resumed)") == left_running
+    assert cell_runs(store, "RUNNING") == [] and cell_runs(store, "KILLED") == []
+    assert len(cell_runs(store)) == 4
+    assert "marked 2 run(s) of ended processes KILLED" in out.getvalue()
+    assert "2 interrupted cell(s) continue in their run" in out.getvalue()
+    assert out.getvalue().count("(resumed)") == 2
     # every finished run logged its whole history: no metric lost between parallel writers of one SQLite store
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri(store))
-    for r in runs(store, "FINISHED"):
+    for r in cell_runs(store, "FINISHED"):
         assert len(client.get_metric_history(r.info.run_id, "val_acc")) == 60
 
 
@@ -303,8 +286,8 @@ def test_eight_parallel_cells_on_one_sqlite_store_lose_no_run_and_no_metric(stor
     run_grid(str(tmp_path / "tiny.yaml"), out=out, jobs=8)
 
     assert "8/8 done" in out.getvalue() and "0 failed" in out.getvalue()
-    finished = runs(store, "FINISHED")
-    assert len(finished) == 8 and len(runs(store)) == 8
+    finished = cell_runs(store, "FINISHED")
+    assert len(finished) == 8 and len(cell_runs(store)) == 8
     client = MlflowClient(tracking_uri(store))
     for r in finished:
         spe = int(r.data.tags["steps_per_epoch"])  # epoch metrics are on the global step of each epoch's end
@@ -323,7 +306,7 @@ def test_variants_are_named_columns_built_from_a_scheduler_and_overrides(tmp_pat
     assert [c.key for c in variant] == ["xor_clean/sgd_fixed/seed0", "xor_clean/sgd_fixed/seed1"]
     cfg = compose(variant[0].overrides)
     assert (cfg.scheduler.name, cfg.optimizer._target_, cfg.scheduler.policy._target_) == (
-        "sgd_fixed", "torch.optim.SGD", "adaptive_lr.schedulers.Fixed")
+        "sgd_fixed", "torch.optim.SGD", "adaptive_lr.schedulers.baselines.Fixed")
 
     for bad, message in [("{v: [optimizer=sgd]}", "needs exactly one `scheduler=<config>`"),
                          ("{fixed: [scheduler=fixed]}", "shadows the scheduler config")]:
@@ -344,9 +327,9 @@ def test_ray_engine_runs_the_grid_on_a_local_two_cpu_instance_and_resumes(store,
 
     assert "RayEngine jobs=2" in out.getvalue() and "4/4 done" in out.getvalue() and "0 failed" in out.getvalue()
     assert finished_per_cell(store) == Counter({cell: 1 for cell in CELLS})
-    assert len(runs(store)) == 4  # no stray RUNNING/FAILED run beside the finished ones
+    assert len(cell_runs(store)) == 4  # no stray RUNNING/FAILED run beside the finished ones
     # the cells ran in Ray's worker processes, not in the driver
-    assert str(os.getpid()) not in {r.data.tags["pid"] for r in runs(store)}
+    assert str(os.getpid()) not in {r.data.tags["pid"] for r in cell_runs(store)}
     assert [r.info.status for r in parent(store)] == ["FINISHED"]
     assert not ray.is_initialized()  # the engine shuts down the instance it started
 

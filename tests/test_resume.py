@@ -108,7 +108,9 @@ def test_sigkilled_run_resumes_in_the_same_run_identical_to_an_uninterrupted_one
     killed = only_run(client, "killed")
     assert killed.info.status == "RUNNING"  # nothing could mark it: its process is gone
     before_kill = histories(client, killed.info.run_id)
-    assert [s for s, _ in before_kill["val_loss"]][:2] == [1, 2]  # every epoch before its checkpoint is stored
+    # every epoch before its checkpoint is stored (epoch metrics on the global step, the epoch number beside them)
+    assert [e for _, e in before_kill["epoch"]][:2] == [1.0, 2.0]
+    assert [s for s, _ in before_kill["val_loss"]][:2] == [s for s, _ in before_kill["epoch"]][:2]
 
     straight = run(compose([*overrides, "experiment=straight"]))  # opens the store: the dead run is marked
     assert client.get_run(killed.info.run_id).info.status == "KILLED"
@@ -247,7 +249,8 @@ def test_sigint_and_sigterm_mark_the_run_killed_after_flushing_and_it_resumes(ho
     assert killed.info.status == "KILLED"
     assert killed.data.tags["error"] == f"interrupted by {signal.Signals(signum).name}"
     before = histories(client, killed.info.run_id)
-    assert [s for s, _ in before["val_loss"]] == [1, 2]
+    spe = int(killed.data.tags["steps_per_epoch"])
+    assert [s for s, _ in before["val_loss"]] == [spe, 2 * spe]  # epochs 1 and 2, on their global steps
     last_step = 2 * int(killed.data.tags["steps_per_epoch"]) + 5  # the step before the signal
     assert [s for s, _ in before["lr"]] == [s for s, _ in histories(client, straight.run_id)["lr"]
                                            if s <= last_step]  # flushed at the interrupt, though buffered

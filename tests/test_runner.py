@@ -143,7 +143,9 @@ def test_crash_mid_run_is_failed_and_left_out_of_reports(home, client, monkeypat
     assert runs["FINISHED"].info.run_id == ok.run_id
     assert failed.data.tags["scheduler"] == "heuristic"
     assert "RuntimeError: boom in epoch 2" in failed.data.tags["error"]
-    assert [s for s, _ in history(client, failed.info.run_id, "val_loss")] == [1]  # epoch 1 kept, not lost
+    spe = int(failed.data.tags["steps_per_epoch"])  # epoch 1 kept, not lost (on its global step, as `epoch` says)
+    assert [s for s, _ in history(client, failed.info.run_id, "val_loss")] == [spe]
+    assert history(client, failed.info.run_id, "epoch") == [(spe, 1.0)]
 
     report = write_report("crash", tracking_uri(home), home / "reports")
 
@@ -167,9 +169,10 @@ def test_nonfinite_loss_is_recorded_and_stops_the_run_as_diverged(home, client):
     r = client.get_run(result.run_id)
     assert r.info.status == "FINISHED"  # a diverged run is a result, not a crash
     assert r.data.tags["diverged"] == "True" and r.data.tags["epochs_trained"] == "1"
-    assert history(client, result.run_id, "diverged_epoch") == [(1, 1.0)]
+    spe = int(r.data.tags["steps_per_epoch"])  # epoch 1's end, on the global step
+    assert history(client, result.run_id, "diverged_epoch") == [(spe, 1.0)]
     [(step, nonfinite)] = history(client, result.run_id, "nonfinite_steps")
-    assert step == 1 and nonfinite >= 1
+    assert step == spe and nonfinite >= 1
     [(_, train_loss)] = history(client, result.run_id, "train_loss")
     assert train_loss != train_loss  # NaN is logged as NaN, not dropped
 

@@ -222,3 +222,14 @@ def test_one_line_per_epoch_when_stdout_is_not_a_terminal():
 
     bar = progress_callback(EpochMetrics(), 340, Terminal())
     assert isinstance(bar, RunProgressBar) and bar.refresh_rate == 17  # about 20 updates an epoch
+
+
+def test_git_commit_names_the_repository_of_the_running_code_not_the_working_folder(tmp_path, monkeypatch):
+    from adaptive_lr.config import PROJECT_ROOT
+    from adaptive_lr.tracking.run import git_commit
+
+    expected = git_commit(PROJECT_ROOT)
+    monkeypatch.chdir(tmp_path)  # a folder outside any git repository (a grid driven from elsewhere)
+    assert git_commit() == expected
+    if (PROJECT_ROOT / ".git").exists():
+        assert expected != "unknown"

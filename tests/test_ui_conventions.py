@@ -104,3 +104,30 @@ def test_a_dataset_read_from_a_folder_names_the_folder_as_its_source(tmp_path):
     assert given.dataset.source_type == "local" and str(tmp_path) in given.dataset.source
     assert json.loads(given.dataset.profile) == {"train": 6, "val": 2, "test": 2}
     assert given.dataset.digest == "0123456789abcdef"
+
+
+def test_a_dataset_inserted_by_a_concurrent_worker_is_linked_on_the_next_try(tmp_path):
+    """Two grid workers starting runs on the same data both insert the dataset; the loser's unique-key error means
+    it exists now, so the input is logged again (and any other error still raises)."""
+    import pytest
+    from mlflow.exceptions import MlflowException
+
+    from adaptive_lr.data.xor import XORDataModule
+    from adaptive_lr.tracking.datasets import log_dataset_input
+
+    class Client:
+        def __init__(self, errors):
+            self.errors, self.calls = list(errors), 0
+
+        def log_inputs(self, run_id, datasets):
+            self.calls += 1
+            if self.errors:
+                raise MlflowException(self.errors.pop(0))
+
+    race = Client(["(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name"])
+    log_dataset_input(race, "r", "xor", "abc", XORDataModule())
+    assert race.calls == 2
+    other = Client(["RESOURCE_DOES_NOT_EXIST: run r"])
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
+        log_dataset_input(other, "r", "xor", "abc", XORDataModule())
+    assert other.calls == 1

@@ -6,13 +6,13 @@ names the key and the allowed values.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from adaptive_lr.checks import is_number, require_bool, require_int
 from adaptive_lr.errors import UserError, one_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -25,9 +25,14 @@ class ConfigError(UserError, ValueError):
     """A run or grid is misconfigured. The message is one line naming the key and what is allowed."""
 
 
+class SchedulerConfigError(ConfigError):
+    """The `scheduler` block of a run config is wrong (configs/scheduler/_base_.yaml says what each key allows)."""
+
+
 def available(group: str) -> list[str]:
-    """The choices of one config group, from the YAML files in configs/<group>/."""
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """The choices of one config group, from the YAML files in configs/<group>/ (`_name_.yaml` files are blocks
+    other configs include, not choices)."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def _check_choices(overrides: Sequence[str]) -> None:
@@ -55,6 +60,7 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
             cfg = hydra_compose("train", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:  # one line, with Hydra's hints ("use +key=1")
         raise ConfigError(one_line(err)) from err
+    _require_set(cfg.scheduler, "scheduler", ("name", "adaptive", "policy"))  # before `build` refers to them
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:  # its message names the missing key, not the one that refers to it
@@ -83,16 +89,62 @@ def _unresolvable(node: DictConfig, prefix: str = "") -> str | None:
 
 
 def _positive(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+    if not (is_number(value) and value > 0):
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
 def _integer(name: str, value: Any, low: int, high: int | None = None) -> None:
     """An int (not a bool, not 1.5, not "abc") in [low, high]."""
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    if not (is_int and value >= low and (high is None or value <= high)):
-        allowed = f"an int in [{low}, {high}]" if high is not None else f"an int >= {low}"
-        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+    require_int(name, value, minimum=low, maximum=high, error=ConfigError)
+
+
+def _require_set(node: DictConfig, prefix: str, keys: Sequence[str]) -> None:
+    for key in keys:
+        if key not in node or OmegaConf.is_missing(node, key):
+            raise SchedulerConfigError(f"{prefix}.{key} must be set (in configs/{prefix}/<name>.yaml or as "
+                                       f"{prefix}.{key}=<value>)")
+
+
+def _policy_classes(node: Any, key: str) -> list[type]:
+    """The object named by every `_target_` in a policy config (a wrapper's inner policies included), imported."""
+    from hydra.utils import get_object
+    from omegaconf import ListConfig
+
+    found = []
+    if isinstance(node, DictConfig):
+        target = node.get("_target_")
+        if target is not None:
+            try:
+                found.append(get_object(target))
+            except (ImportError, AttributeError, ValueError) as err:
+                raise SchedulerConfigError(f"{key}._target_: cannot import {target!r} ({one_line(err)})") from err
+        for name, value in node.items():
+            found += _policy_classes(value, f"{key}.{name}")
+    elif isinstance(node, ListConfig):
+        for i, value in enumerate(node):
+            found += _policy_classes(value, f"{key}[{i}]")
+    return found
+
+
+def validate_scheduler(node: DictConfig) -> None:
+    """The keys configs/scheduler/_base_.yaml declares, of the kinds it allows, and an interval every policy in
+    `policy` can be driven at (a policy that decides before every optimizer step needs `step`)."""
+    from adaptive_lr.schedulers.base import INTERVALS
+
+    _require_set(node, "scheduler", ("name", "adaptive", "policy"))
+    require_bool("scheduler.adaptive", node.adaptive, error=SchedulerConfigError)
+    if node.interval not in INTERVALS:
+        raise SchedulerConfigError(f"scheduler.interval must be one of {list(INTERVALS)}, got {node.interval!r}")
+    require_int("scheduler.frequency", node.frequency, minimum=1, error=SchedulerConfigError)
+    require_int("scheduler.warmup.ticks", node.warmup.ticks, minimum=0, error=SchedulerConfigError)
+    factor = node.warmup.start_factor
+    if not (is_number(factor) and 0 < factor <= 1):
+        raise SchedulerConfigError(f"scheduler.warmup.start_factor must be in (0, 1], got {factor!r}")
+    step_only = [c.__name__ for c in _policy_classes(node.policy, "scheduler.policy")
+                 if getattr(c, "decides_before_step", False) is True]
+    if step_only and node.interval != "step":
+        raise SchedulerConfigError(f"scheduler.interval must be 'step' for {step_only[0]} (it decides before every "
+                                   f"optimizer step), got {node.interval!r}")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -109,13 +161,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.task.metric != "acc":
         _positive("task.threshold", threshold)
     _integer("trainer.max_epochs", cfg.trainer.max_epochs, 1)
-    if cfg.scheduler.interval not in ("step", "epoch"):
-        raise ConfigError(f"scheduler.interval must be one of ['step', 'epoch'], got {cfg.scheduler.interval!r}")
-    _integer("scheduler.frequency", cfg.scheduler.frequency, 1)
-    _integer("scheduler.warmup.ticks", cfg.scheduler.warmup.ticks, 0)
-    factor = cfg.scheduler.warmup.start_factor
-    if isinstance(factor, bool) or not (isinstance(factor, (int, float)) and 0 < factor <= 1):
-        raise ConfigError(f"scheduler.warmup.start_factor must be in (0, 1], got {factor!r}")
+    validate_scheduler(cfg.scheduler)
     for key in ("batch_size", "eval_batch_size"):
         if key in cfg.data:
             _integer(f"data.{key}", cfg.data[key], 1)
@@ -132,6 +178,15 @@ def validate(cfg: DictConfig) -> None:
     fixed_lr = cfg.scheduler.policy.get("lr")
     if fixed_lr is not None:
         _positive("scheduler.policy.lr", fixed_lr)
+
+
+def upgrade_stored(cfg: DictConfig) -> DictConfig:
+    """A run config stored by an older version, made buildable: one stored before `scheduler.build` existed gets
+    configs/scheduler/_base_.yaml's (which only restates its `policy` and `warmup`, so the run builds what it did)."""
+    if "build" not in cfg.scheduler:
+        cfg.scheduler.build = OmegaConf.load(CONFIG_DIR / "scheduler" / "_base_.yaml").build
+        OmegaConf.resolve(cfg)
+    return cfg
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

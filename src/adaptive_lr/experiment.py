@@ -44,6 +44,7 @@ from typing import Any, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
+from adaptive_lr.checks import is_int, is_number, require_int
 from adaptive_lr.compat import pool_processes
 from adaptive_lr.config import EXPERIMENTS_DIR, ConfigError, available, compose
 from adaptive_lr.errors import UserError, one_line
@@ -122,7 +123,7 @@ class Tuning:
 
 
 def _positive_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return is_number(value) and value > 0
 
 
 @dataclass(frozen=True)
@@ -165,10 +166,9 @@ class Sweep:
             raise ConfigError(f"{where}.param must be a config key such as lr, got {param!r}")
         if not _positive_number(decades):
             raise ConfigError(f"{where}.decades must be a positive number, got {decades!r}")
-        if not (isinstance(points, int) and not isinstance(points, bool) and points >= 2):
-            raise ConfigError(f"{where}.points must be an int >= 2, got {points!r}")
+        require_int(f"{where}.points", points, minimum=2, error=ConfigError)
         seeds = spec.get("seeds", [])
-        if not (isinstance(seeds, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+        if not (isinstance(seeds, list) and all(is_int(x) for x in seeds)):
             raise ConfigError(f"{where}.seeds must be a list of ints, got {seeds!r}")
         center = spec.get("center")
         values = center.values() if isinstance(center, dict) else [] if center is None else [center]
@@ -251,7 +251,7 @@ def _spec_cells(name: str, spec: dict[str, Any], grid_name: str, extra: Sequence
     # views (configs/viz) to switch on for the first seed of every task x scheduler: one watched run per column
     views = spec.get("views", {})
     seeds = spec.get("seeds", [])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if not isinstance(seeds, list) or not all(is_int(s) for s in seeds):
         raise ConfigError(f"experiment {name!r}: seeds must be a list of ints, got {seeds!r}")
 
     def shown(task: str, seed: int) -> tuple[str, ...]:

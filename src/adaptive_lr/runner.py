@@ -14,7 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from adaptive_lr.config import ConfigError, to_container
+from adaptive_lr.checks import require_int
+from adaptive_lr.config import ConfigError, to_container, upgrade_stored
 from adaptive_lr.runtime import configure_environment, configure_runtime
 
 
@@ -29,11 +30,41 @@ class RunResult:
     train_seconds: float  # the epochs alone (training, validation, callbacks), from train start to the last epoch
 
 
+#: `_target_`s as the configs spelled them before every scheduler config named its policy's class by module (issue
+#: 18: one style), through the `adaptive_lr.schedulers` package: a config hashes with these spellings, so the runs
+#: and grid cells hashed before keep their identity. Frozen: a new policy needs no entry.
+HASHED_AS = {f"adaptive_lr.schedulers.{module}.{name}": f"adaptive_lr.schedulers.{name}" for module, name in (
+    ("baselines", "Cosine"), ("baselines", "Fixed"), ("baselines", "StepDecay"), ("heuristic", "Heuristic"),
+    ("plateau", "Plateau"), ("plateau_feedback", "PlateauFeedback"), ("anneal", "TerminalAnneal"),
+    ("schedules", "LinearDecay"), ("schedules", "OneCycle"), ("schedules", "WSD"))}
+
+
+def _hashed_targets(node: Any) -> Any:
+    """`node` with every `_target_` spelled as `HASHED_AS` says."""
+    if isinstance(node, dict):
+        return {k: HASHED_AS.get(v, v) if k == "_target_" else _hashed_targets(v) for k, v in node.items()}
+    return [_hashed_targets(v) for v in node] if isinstance(node, list) else node
+
+
+#: configs/scheduler/_base_.yaml's `scheduler.build`: the policy behind its warmup
+WITH_WARMUP = "adaptive_lr.schedulers.warmup.with_warmup"
+
+
+def _restates(scheduler: dict[str, Any]) -> bool:
+    """Whether `scheduler.build` is `_base_.yaml`'s, which only restates `policy` and `warmup` (no information)."""
+    warmup = scheduler.get("warmup", {})
+    return scheduler.get("build") == {"_target_": WITH_WARMUP, "policy": scheduler.get("policy"),
+                                      "ticks": warmup.get("ticks"), "start_factor": warmup.get("start_factor")}
+
+
 def config_hash(cfg: DictConfig) -> str:
-    """Identity of what a run computes: the resolved config without paths, experiment name or logging knobs."""
-    data = to_container(cfg)
+    """Identity of what a run computes: the resolved config without paths, experiment name or logging knobs, nor
+    `scheduler.build` when it restates `scheduler.policy` and `scheduler.warmup` (any other build is kept)."""
+    data = _hashed_targets(to_container(cfg))
     for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control", "checkpoint"):
         data.pop(key, None)
+    if _restates(data.get("scheduler", {})):
+        data["scheduler"].pop("build")
     fed = data.get("data", {})
     for key in ("data_dir", "cache_dir", "hf"):  # where the data come from does not change a run
         fed.pop(key, None)
@@ -130,7 +161,6 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     """Datamodule (loaded), task module, LR policy and views for `cfg`; every config or data error surfaces
     here (a UserError), before anything is trained or written to the MLflow store."""
     from adaptive_lr.callbacks import LRControl, LRControlConfigError
-    from adaptive_lr.schedulers import Warmup
 
     datamodule = _instantiate(cfg.data, "data")
     sizes = _derived_sizes(cfg, datamodule)  # the stored config keeps `???`: its hash does not depend on the data
@@ -156,9 +186,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     model = module.model
     if getattr(module, "metric", cfg.task.metric) != cfg.task.metric:
         raise ConfigError(f"task.metric={cfg.task.metric!r} but {type(module).__name__} logs {module.metric!r}")
-    policy = _instantiate(cfg.scheduler.policy, "scheduler.policy")
-    if cfg.scheduler.warmup.ticks > 0:
-        policy = Warmup(policy, warmup=cfg.scheduler.warmup.ticks, start_factor=cfg.scheduler.warmup.start_factor)
+    policy = _instantiate(cfg.scheduler.build, "scheduler.policy")  # the policy with its warmup (_base_.yaml)
     allowed = LRControl.monitorable(module.logged_metrics, cfg.scheduler.interval)
     if policy.monitor is not None and policy.monitor not in allowed:
         raise ConfigError(
@@ -209,7 +237,7 @@ def resume_run(run_id: str, tracking_uri: str, tags: dict[str, Any] | None = Non
     config = Path(stored_tags.get("run_dir", "")) / "config.json"
     if not config.is_file():
         raise ConfigError(f"run {run_id} has no resolved config on this machine ({config})")
-    cfg = OmegaConf.create(json.loads(config.read_text()))
+    cfg = upgrade_stored(OmegaConf.create(json.loads(config.read_text())))
     cfg.logger.tracking_uri = tracking_uri  # the store it was found in (not part of what the run computes)
     return run(cfg, tags=tags, resume=run_id, progress=progress)
 
@@ -271,8 +299,7 @@ def _place(cfg: DictConfig, resume: str | None, ckpt_path: str | None) -> _Place
     every = {key: cfg.get("checkpoint", {}).get(key, default) for key, default in
              (("every_n_epochs", 1), ("every_n_steps", 0))}
     for key, value in every.items():
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-            raise ConfigError(f"checkpoint.{key} must be an int >= 0 (0: none), got {value!r}")
+        require_int(f"checkpoint.{key}", value, minimum=0, error=ConfigError, allowed="an int >= 0 (0: none)")
     if resume is None:
         mark_orphans(tracking_uri)  # runs of processes that died are KILLED before this one starts
     else:  # continue in the run's own folder, from its last checkpoint (none: from the start, in the same run)
@@ -342,7 +369,7 @@ def _callbacks(cfg: DictConfig, parts: dict[str, Any], place: _Place, trainer_kw
     epoch_metrics = EpochMetrics(stop_on_nonfinite=cfg.stop_on_nonfinite)
     live = None
     if cfg.live_control.enabled:
-        from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+        from adaptive_lr.live_control import CONTROL_FILE, LiveOverride
 
         live = LiveOverride(place.run_dir / CONTROL_FILE, cfg.live_control.min_lr, cfg.live_control.max_lr,
                             cfg.live_control.every_n_steps)
@@ -369,8 +396,8 @@ def _fit_and_test(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked
     """Fit (from the place's checkpoint, if any), test, log the test metrics and what the run leaves behind."""
     import lightning as L
 
+    from adaptive_lr.tasks.base import NoProfiler
     from adaptive_lr.tracking.loggers import LeanTensorBoardLogger
-    from adaptive_lr.trainer import NoProfiler
 
     loggers = _loggers(cfg, parts, place, tracked, resume)
     trainer_kwargs = dict(cfg.trainer)

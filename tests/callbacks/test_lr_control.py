@@ -608,7 +608,7 @@ def running(folder: Path) -> Path:
 
 
 def test_a_set_lr_command_takes_effect_at_the_next_step_and_wins_until_released(tmp_path):
-    from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+    from adaptive_lr.live_control import CONTROL_FILE, LiveOverride
 
     running(tmp_path)
 
@@ -630,7 +630,7 @@ def test_a_set_lr_command_takes_effect_at_the_next_step_and_wins_until_released(
 
 
 def test_the_control_file_is_polled_every_n_steps_of_an_epoch(tmp_path):
-    from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
+    from adaptive_lr.live_control import CONTROL_FILE, LiveOverride
 
     running(tmp_path)
     live = LiveOverride(tmp_path / CONTROL_FILE, min_lr=1e-4, max_lr=1.0, every_n_steps=2)

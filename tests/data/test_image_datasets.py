@@ -147,15 +147,25 @@ def test_mnist_cache_is_written_under_cache_dir_once_and_reused(mnist_root, tmp_
         MNISTDataModule(data_dir=mnist_root, cache_dir=tmp_path / "other", download=False, val_size=8).setup()
 
 
-def test_mnist_missing_data_error_names_dataset_folders_and_files(tmp_path):
-    dm = MNISTDataModule(data_dir=tmp_path / "empty", cache_dir=tmp_path / "cache", download=False)
+MISSING = {  # dataset: (its DataModule, the data-directory folders searched, what the message says to put there)
+    "mnist": (MNISTDataModule, ("mnist", "MNIST/raw"), (*IDX_FILES, "data.download=true")),
+    "cifar10": (CIFARDataModule, ("cifar10", "cifar10-jpeg"),
+                ("cifar-10-batches-py/{data_batch_1,data_batch_2,data_batch_3,data_batch_4,data_batch_5,test_batch}",
+                 "train/<class>/*.jpg and test/<class>/*.jpg", "cifar10-jpeg.tar.gz", "data.download=true")),
+}
+
+
+@pytest.mark.parametrize("dataset", MISSING)
+def test_missing_data_error_names_dataset_folders_and_files(tmp_path, dataset):
+    module, folders, expected = MISSING[dataset]
+    dm = module(data_dir=tmp_path / "empty", cache_dir=tmp_path / "cache", download=False)
     with pytest.raises(DataNotFoundError) as err:
         dm.setup()
     msg = str(err.value)
-    assert msg.startswith("mnist: data not found. Searched: ")
-    for part in (tmp_path / "empty" / "mnist", tmp_path / "empty" / "MNIST" / "raw", tmp_path / "cache" / "mnist"):
+    assert msg.startswith(f"{dataset}: data not found. Searched: ")
+    for part in [tmp_path / "empty" / folder for folder in folders] + [tmp_path / "cache" / dataset]:
         assert str(part) in msg
-    assert all(name in msg for name in IDX_FILES) and "data.download=true" in msg
+    assert all(text in msg for text in expected), msg
 
 
 def test_a_failed_download_is_a_data_not_found_error_naming_the_folders(tmp_path, monkeypatch):
@@ -294,19 +304,6 @@ def test_cifar_cache_is_reused_without_decoding(cifar_tar_root, tmp_path, monkey
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     with pytest.raises(AssertionError, match="decoded again"):
         CIFARDataModule(data_dir=cifar_tar_root, cache_dir=tmp_path / "other", download=False).raw()
-
-
-def test_cifar_missing_data_error_names_dataset_folders_and_files(tmp_path):
-    dm = CIFARDataModule(data_dir=tmp_path / "empty", cache_dir=tmp_path / "cache", download=False)
-    with pytest.raises(DataNotFoundError) as err:
-        dm.setup()
-    msg = str(err.value)
-    assert msg.startswith("cifar10: data not found. Searched: ")
-    for part in ("cifar10", "cifar10-jpeg"):
-        assert str(tmp_path / "empty" / part) in msg
-    assert str(tmp_path / "cache" / "cifar10") in msg
-    assert "cifar-10-batches-py/{data_batch_1,data_batch_2,data_batch_3,data_batch_4,data_batch_5,test_batch}" in msg
-    assert "train/<class>/*.jpg and test/<class>/*.jpg" in msg and "cifar10-jpeg.tar.gz" in msg
 
 
 def test_cifar_loaders_normalise_and_augment_whole_uint8_batches(cifar_pickle_root, tmp_path):

@@ -15,7 +15,7 @@ import torch
 from adaptive_lr.config import ConfigError, compose
 from adaptive_lr.meta.train import compose_meta, meta_train, plan, training_families
 from adaptive_lr.schedulers.rl import QLearning
-from store_support import seed_store, tracking_uri
+from store_support import tracking_uri
 
 TINY = [
     "meta/families=embedded", "seeds=[0]", "lr_factors=[1.0,4.0]", "evaluation.seeds=[0,1]",
@@ -23,12 +23,6 @@ TINY = [
     "families.xor_corner.overrides=['trainer.max_epochs=3','data.n_samples=64']",
     "families.digits.overrides=['trainer.max_epochs=2']",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    seed_store(home, tmp_path_factory)
-    return home
 
 
 def runs_of(home: Path, experiment: str) -> list:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -21,7 +20,6 @@ from adaptive_lr.schedulers import (
 )
 
 BASE_LRS = [0.1, 0.03]
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "scheduler"
 
 
 def values(n: int) -> list[float]:
@@ -165,7 +163,10 @@ def test_bad_argument_is_named(build, name):
 
 
 def load(name: str, max_epochs: int = 30):
-    return OmegaConf.merge({"trainer": {"max_epochs": max_epochs}}, OmegaConf.load(f"{CONFIGS}/{name}.yaml"))
+    """configs/scheduler/<name>.yaml as a run composes it (its `_base_` block included)."""
+    from adaptive_lr.config import compose
+
+    return compose([f"scheduler={name}", f"trainer.max_epochs={max_epochs}"]).scheduler
 
 
 def test_feedback_wsd_config_is_wsd_with_the_stable_phase_under_plateau_feedback():

@@ -19,7 +19,6 @@ from adaptive_lr.data.electricity import ElectricityDataModule, VicElecCSV
 from adaptive_lr.models.forecaster import LSTMForecaster
 from adaptive_lr.runner import build, run
 from adaptive_lr.tasks.forecasting import ForecastTask
-from store_support import seed_store
 from trainer_support import bare_trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
@@ -198,12 +197,6 @@ def test_probe_loss_is_the_eval_mode_loss_and_restores_the_mode(data_dir, tmp_pa
 
 
 # -- through the runner ----------------------------------------------------------------------------------------------
-@pytest.fixture
-def store(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    seed_store(home, tmp_path_factory)
-    return home
-
-
 def test_run_finishes_with_model_and_naive_test_metrics(store, data_dir):
     from mlflow.tracking import MlflowClient
 

@@ -4,7 +4,7 @@ hands it back, and a control on the finished run is refused.
 
 Slow (two `adaptive-lr train` processes and the server start in ~30-90 s here); run with `make test-slow` after
 `make ui-deps`. Screenshots land in the test's temp folder. The server and the runs each run in their own process
-group and are stopped by group (the helpers of `test_ui_browser`).
+group and are stopped by group (`browser_support`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from adaptive_lr.schedulers.base import ACTIONS
-from store_support import seed_store, tracking_uri
-from test_ui_browser import _free_port, _group_alive, _serve, _stop, browser  # noqa: F401 (browser: a fixture)
+from browser_support import free_port, group_alive, serve, stop
+from store_support import tracking_uri
 
 pytestmark = pytest.mark.slow
 START_LR = 0.05
@@ -77,23 +77,22 @@ def _click(driver: Any, name: str) -> None:
     button.click()
 
 
-def test_watch_follows_a_run_and_steers_its_lr(home, tmp_path, tmp_path_factory, browser):  # noqa: F811
+def test_watch_follows_a_run_and_steers_its_lr(store, tmp_path, browser):
     from mlflow.tracking import MlflowClient
     from selenium.webdriver.common.action_chains import ActionChains
 
-    seed_store(home, tmp_path_factory)
-    client = MlflowClient(tracking_uri(home))
-    runs = [_train(home, LONG, tmp_path / "long.log"), _train(home, SHORT, tmp_path / "short.log")]
+    client = MlflowClient(tracking_uri(store))
+    runs = [_train(store, LONG, tmp_path / "long.log"), _train(store, SHORT, tmp_path / "short.log")]
     server = None
     try:
         long_run = _until("RUNNING RescaledSGD run with an LR", lambda: _run_of(client, 0, "RUNNING"), 300,
                           (runs[0],))
         short_run = _until("FINISHED SGD run", lambda: _run_of(client, 1, "FINISHED"), 300)
-        port = _free_port()
-        env = {**os.environ, "ADAPTIVE_LR_HOME": str(home), "HOST": "127.0.0.1", "WATCH_PORT": str(port),
+        port = free_port()
+        env = {**os.environ, "ADAPTIVE_LR_HOME": str(store), "HOST": "127.0.0.1", "WATCH_PORT": str(port),
                "RUN": long_run.data.tags["run_dir"], "RUN2": short_run.info.run_id}  # a folder, an ID
         env.pop("MLFLOW_TRACKING_URI", None)
-        server = _serve("watch", env, f"http://127.0.0.1:{port}/", tmp_path / "watch.log")
+        server = serve("watch", env, f"http://127.0.0.1:{port}/", tmp_path / "watch.log")
         browser.set_window_size(1400, 1900)
         browser.get(f"http://127.0.0.1:{port}/")
 
@@ -146,7 +145,7 @@ def test_watch_follows_a_run_and_steers_its_lr(home, tmp_path, tmp_path_factory,
         assert not (Path(short_run.data.tags["run_dir"]) / "control.json").exists()
     finally:
         for proc in [*runs, *([server] if server else [])]:
-            _stop(proc)
-    assert not _group_alive(server.pid)  # make, adaptive-lr watch and anything they started are gone
+            stop(proc)
+    assert not group_alive(server.pid)  # make, adaptive-lr watch and anything they started are gone
     assert all((tmp_path / f).stat().st_size > 20_000 for f in ("watch_live.png", "watch_held.png",
                                                                 "watch_released.png"))

@@ -14,8 +14,8 @@ from bokeh.document import Document
 
 from adaptive_lr.cli import main
 from adaptive_lr.config import ConfigError
+from adaptive_lr.live_control import CONTROL_FILE, LiveOverride
 from adaptive_lr.schedulers.base import ACTIONS
-from adaptive_lr.schedulers.live import CONTROL_FILE, LiveOverride
 from adaptive_lr.tracking.run import IDENTITY_FILE, PARENT_TAG
 from adaptive_lr.watch import controls
 from adaptive_lr.watch.page import RunPanel

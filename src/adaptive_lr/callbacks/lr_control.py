@@ -12,10 +12,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from adaptive_lr.checks import require_int
 from adaptive_lr.errors import UserError
+from adaptive_lr.live_control import LiveOverride
 from adaptive_lr.optim.effective_lr import effective_lr
-from adaptive_lr.schedulers.base import ACTIONS, LRPolicy, Observation
-from adaptive_lr.schedulers.live import LiveOverride
+from adaptive_lr.schedulers.base import ACTIONS, INTERVALS, LRPolicy, Observation
 
 
 class LRControlConfigError(UserError, ValueError):
@@ -68,12 +69,10 @@ class LRControl(Callback):
         super().__init__()
         if not isinstance(policy, LRPolicy):
             raise LRControlConfigError(f"policy must be an LRPolicy, got {type(policy).__name__}")
-        if interval not in ("step", "epoch"):
-            raise LRControlConfigError(f"interval must be one of ['step', 'epoch'], got {interval!r}")
-        if not (isinstance(frequency, int) and frequency >= 1):
-            raise LRControlConfigError(f"frequency must be a positive int, got {frequency!r}")
-        if not (isinstance(log_every_n_steps, int) and log_every_n_steps >= 1):
-            raise LRControlConfigError(f"log_every_n_steps must be a positive int, got {log_every_n_steps!r}")
+        if interval not in INTERVALS:
+            raise LRControlConfigError(f"interval must be one of {list(INTERVALS)}, got {interval!r}")
+        for name, value in (("frequency", frequency), ("log_every_n_steps", log_every_n_steps)):
+            require_int(name, value, minimum=1, error=LRControlConfigError, allowed="a positive int")
         if policy.decides_before_step and interval != "step":
             raise LRControlConfigError(
                 f"{type(policy).__name__} decides before every optimizer step: interval must be 'step', "

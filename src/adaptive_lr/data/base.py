@@ -1,13 +1,23 @@
-"""The DataModule base for datasets held entirely in memory as tensors."""
+"""The DataModule bases: datasets held entirely in memory as tensors (`InMemoryDataModule`), read from files
+(`FileDataModule`: the data-directory, cache and download options of `data.source`), and optionally from Hugging
+Face instead (`HubDataModule`: the `source` and `hf` options of `data.hf`). A dataset module says only what differs:
+its own options, where its files may lie, how they decode, and how the decoded tensors become the three splits."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import lightning as L
 import torch
 
+from adaptive_lr.data.hf import HFDataset, Location, hf_location
+from adaptive_lr.data.source import PathLike, cache_path, cached
 from adaptive_lr.data.tensor_loader import BatchTransform, TensorBatchLoader
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from pathlib import Path
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -89,3 +99,70 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def steps_per_epoch(self) -> int:
         return len(self.train_dataloader())
+
+
+class LoaderOptions(TypedDict, total=False):
+    """The options of every `InMemoryDataModule` (config keys `data.<name>`): batch sizes and the run seed."""
+
+    batch_size: int
+    eval_batch_size: int
+    seed: int  # the run seed: the shuffle order of the training batches and the train-eval subset
+
+
+class FileOptions(LoaderOptions, total=False):
+    """The options every file-backed DataModule takes, besides its own."""
+
+    data_dir: PathLike  # the local data directory (else $ADAPTIVE_LR_DATA_DIR), `data.source` rule 1
+    cache_dir: PathLike  # where decoded tensors and downloads go
+    download: bool  # whether a dataset missing from the data directory may be downloaded into the cache
+
+
+class HubOptions(FileOptions, total=False):
+    """`FileOptions` plus where a `HubDataModule`'s data come from (`data.hf` module docstring)."""
+
+    source: str  # auto (the module's own order) | hf (the hub dataset `hf`) | a folder holding a saved dataset
+    hf: HFDataset | None  # the hub dataset and its columns; None: the module's default
+
+
+class FileDataModule(InMemoryDataModule):
+    """An in-memory DataModule decoded from files: found by `data.source.locate` (data directory, cache, download),
+    decoded once and cached under `<cache>/<dataset>/` (`decoded`). Subclasses set `dataset` and implement
+    `load()`."""
+
+    #: the dataset's folder in the data directory and the cache, and its name in messages
+    dataset: str = ""
+
+    def __init__(self, batch_size: int = 64, eval_batch_size: int = 1024, seed: int = 0, data_dir: PathLike = None,
+                 cache_dir: PathLike = None, download: bool = True) -> None:
+        super().__init__(batch_size, eval_batch_size, seed)
+        self.data_dir, self.cache_dir, self.download = data_dir, cache_dir, download
+
+    def cache_path(self, name: str, *parts: object, files: Iterable[Path] = (), suffix: str = ".pt") -> Path:
+        """`<cache>/<dataset>/<name>-<key><suffix>`, the key made of `parts` and the `files`' identities."""
+        return cache_path(self.cache_dir, self.dataset, name, *parts, files=files, suffix=suffix)
+
+    def decoded(self, name: str, *parts: object, files: Iterable[Path],
+                build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """The tensors `build` decodes from `files` with settings `parts`, from the cache once built."""
+        return cached(self.cache_path(name, *parts, files=files), build)
+
+
+class HubDataModule(FileDataModule):
+    """A `FileDataModule` whose data may instead come from a Hugging Face dataset: `source` and `hf` (`data.hf`).
+    Subclasses implement `default_hf()`, the hub dataset of `source: hf` when the config gives none."""
+
+    def __init__(self, source: str = "auto", hf: HFDataset | None = None, **options: Unpack[FileOptions]) -> None:
+        super().__init__(**options)
+        self.source_setting, self.hf_setting = source, hf
+
+    def default_hf(self) -> HFDataset:
+        raise NotImplementedError
+
+    @property
+    def hf(self) -> HFDataset:
+        """The hub dataset and its columns: the `hf` option, else the module's default."""
+        return self.hf_setting if self.hf_setting is not None else self.default_hf()
+
+    def hf_location(self) -> Location | None:
+        """The Hugging Face location `source` names, or None for `auto` (the module's own order)."""
+        return hf_location(self.source_setting, self.hf, self.dataset)

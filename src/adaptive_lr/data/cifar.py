@@ -30,32 +30,30 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import pickle
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import ClassVar, Unpack
 
 import numpy as np
 import torch
 
 from adaptive_lr.data.augment import Normalize, random_crop_flip
-from adaptive_lr.data.base import InMemoryDataModule
-from adaptive_lr.data.hf import HFDataset, Location, hf_location, image_column, read_splits
+from adaptive_lr.data.base import HubDataModule, HubOptions
+from adaptive_lr.data.hf import HFDataset, Location, image_column, read_splits
 from adaptive_lr.data.source import (
     DECODE_ERRORS,
     DataError,
+    PathLike,
     cache_root,
-    cached,
     candidate_dirs,
-    fetch,
-    not_found,
-    source_key,
+    locate,
+    torchvision_download,
 )
 from adaptive_lr.data.splits import holdout_split
 
-PathLike = str | os.PathLike[str] | None
 IMAGE_SHAPE = (3, 32, 32)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "test")
@@ -92,14 +90,23 @@ VARIANTS = {
 
 # -- sources ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class PickleSource:
-    """Source a: torchvision's python pickles in `folder`."""
+class LocalSource:
+    """A source in one folder of the data directory or the cache: `path` is the folder or file that holds it.
+    Each kind implements `find` (the source in a folder, or None), `files` (their identities key the cache) and
+    `decode`."""
 
-    folder: Path
+    path: Path
     variant: CIFARVariant
 
+    kind: ClassVar[str]
+    settings: ClassVar[tuple[str, ...]] = ()  # besides the files, what the cache key depends on
+
+
+@dataclass(frozen=True)
+class PickleSource(LocalSource):
+    """Source a: torchvision's python pickles in the folder `path`."""
+
     kind = "pickles"
-    settings: tuple[str, ...] = ()  # besides the files, what the cache key depends on
 
     @classmethod
     def find(cls, folder: Path, variant: CIFARVariant, archive: str) -> PickleSource | None:
@@ -107,10 +114,10 @@ class PickleSource:
         return found if all(f.is_file() for f in found.files()) else None
 
     def files(self) -> list[Path]:
-        return [self.folder / n for n in (*self.variant.train_pickles, *self.variant.test_pickles)]
+        return [self.path / n for n in (*self.variant.train_pickles, *self.variant.test_pickles)]
 
     def _read(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        path = self.folder / name
+        path = self.path / name
         try:
             with open(path, "rb") as f:
                 batch = pickle.load(f, encoding="bytes")
@@ -190,40 +197,32 @@ def _decode_all(encoded: list[torch.Tensor], names: list[str]) -> list[torch.Ten
 
 
 @dataclass(frozen=True)
-class TreeSource:
-    """Source b: an ImageFolder tree `folder/{train,test}/<class>/<image>`."""
-
-    folder: Path
-    variant: CIFARVariant
+class TreeSource(LocalSource):
+    """Source b: an ImageFolder tree `path/{train,test}/<class>/<image>`."""
 
     kind = "tree"
-    settings: tuple[str, ...] = ()  # besides the files, what the cache key depends on
 
     @classmethod
     def find(cls, folder: Path, variant: CIFARVariant, archive: str) -> TreeSource | None:
         return cls(folder, variant) if all((folder / s).is_dir() for s in SPLITS) else None
 
     def files(self) -> list[Path]:
-        return sorted(p for s in SPLITS for p in (self.folder / s).glob("*/*")
-                      if _tree_entry(PurePosixPath(p.relative_to(self.folder).as_posix())))
+        return sorted(p for s in SPLITS for p in (self.path / s).glob("*/*")
+                      if _tree_entry(PurePosixPath(p.relative_to(self.path).as_posix())))
 
     def decode(self) -> dict[str, torch.Tensor]:
         entries = []
         for path in self.files():
-            split, cls_name = _tree_entry(PurePosixPath(path.relative_to(self.folder).as_posix()))  # type: ignore[misc]
+            split, cls_name = _tree_entry(PurePosixPath(path.relative_to(self.path).as_posix()))  # type: ignore[misc]
             entries.append((split, cls_name, str(path), torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)))
-        return decode_images(entries, self.variant.num_classes, str(self.folder))
+        return decode_images(entries, self.variant.num_classes, str(self.path))
 
 
 @dataclass(frozen=True)
-class ArchiveSource:
-    """Source c: an image tree inside a (gzipped) tar, read in memory."""
-
-    path: Path
-    variant: CIFARVariant
+class ArchiveSource(LocalSource):
+    """Source c: an image tree inside a (gzipped) tar `path`, read in memory."""
 
     kind = "archive"
-    settings: tuple[str, ...] = ()  # besides the files, what the cache key depends on
 
     @classmethod
     def find(cls, folder: Path, variant: CIFARVariant, archive: str) -> ArchiveSource | None:
@@ -298,41 +297,27 @@ class ImageTransform:
         return self.normalize(x)
 
 
-class CIFARDataModule(InMemoryDataModule):
+class CIFARDataModule(HubDataModule):
     """CIFAR-10 or CIFAR-100 (`num_classes`) from pickles, an image tree or an archive (module docstring)."""
 
-    def __init__(
-        self,
-        num_classes: int = 10,
-        val_size: int = 5000,
-        subset: int | None = None,
-        split_seed: int = 1234,
-        augment: bool = True,
-        crop_padding: int = 4,
-        archive: str | None = None,
-        batch_size: int = 64,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
-        data_dir: PathLike = None,
-        cache_dir: PathLike = None,
-        download: bool = True,
-        source: str = "auto",
-        hf: HFDataset | None = None,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed)
+    def __init__(self, num_classes: int = 10, val_size: int = 5000, subset: int | None = None, split_seed: int = 1234,
+                 augment: bool = True, crop_padding: int = 4, archive: str | None = None,
+                 **options: Unpack[HubOptions]) -> None:
+        super().__init__(**options)
         if num_classes not in VARIANTS:
             raise ValueError(f"data.num_classes must be one of {sorted(VARIANTS)} (CIFAR-10/100), got {num_classes!r}")
         if not isinstance(crop_padding, int) or isinstance(crop_padding, bool) or crop_padding < 0:
             raise ValueError(f"data.crop_padding must be a non-negative int, got {crop_padding!r}")
         self.variant = VARIANTS[num_classes]
-        self.num_outputs = num_classes
+        self.dataset, self.num_outputs = self.variant.name, num_classes
         self.val_size, self.subset, self.split_seed = val_size, subset, split_seed
         self.archive = archive if archive is not None else self.variant.archive
-        self.data_dir, self.cache_dir, self.download = data_dir, cache_dir, download
-        self.source_setting, self.hf = source, hf if hf is not None else self.variant.hf
         normalize = Normalize(self.variant.mean, self.variant.std)
         self.train_transform = ImageTransform(normalize, augment, crop_padding)
         self.eval_transform = ImageTransform(normalize, False, 0)
+
+    def default_hf(self) -> HFDataset:
+        return self.variant.hf
 
     def expected(self) -> list[str]:
         """The files any one source needs, for the not-found message."""
@@ -340,42 +325,31 @@ class CIFARDataModule(InMemoryDataModule):
         return [f"{v.pickle_folder}/{{{','.join((*v.train_pickles, *v.test_pickles))}}}",
                 "train/<class>/*.jpg and test/<class>/*.jpg", self.archive]
 
-    def source(self) -> PickleSource | TreeSource | ArchiveSource | HFImageSource:
+    def _find(self, folder: Path) -> LocalSource | None:
+        """The first source in `folder`, in the order a, b, c."""
+        found = (kind.find(folder, self.variant, self.archive) for kind in SOURCES)
+        return next((source for source in found if source is not None), None)
+
+    def source(self) -> LocalSource | HFImageSource:
         """The Hugging Face source that `source` names, else (`auto`) the first source found (folder by
         folder, each in the order a, b, c), else the download (or an error)."""
         v = self.variant
-        location = hf_location(self.source_setting, self.hf, v.name)
+        location = self.hf_location()
         if location is not None:
             return HFImageSource(location, v, self.cache_dir)
-        searched = candidate_dirs(v.name, self.data_dir, *v.folders)
-        for folder in searched:
-            for kind in SOURCES:
-                found = kind.find(folder, v, self.archive)
-                if found is not None:
-                    return found
         downloads = cache_root(self.cache_dir) / v.name
-        found = PickleSource.find(downloads, v, self.archive)
-        if found is None and self.download:
-            import torchvision.datasets
-
-            dataset = getattr(torchvision.datasets, v.torchvision_class)
-            fetch(lambda: dataset(root=str(downloads), download=True), v.name, [*searched, downloads],
-                  self.expected())
-            found = PickleSource.find(downloads, v, self.archive)
-        if found is None:
-            raise not_found(v.name, [*searched, downloads], self.expected(),
-                            hint="(any one of these), or set data.download=true (needs network).")
-        return found
+        return locate(v.name, candidate_dirs(v.name, self.data_dir, *v.folders), self._find, self.expected(),
+                      downloads=downloads, find_download=lambda folder: PickleSource.find(folder, v, self.archive),
+                      download=torchvision_download(v.torchvision_class, downloads) if self.download else None,
+                      hint="(any one of these), or set data.download=true (needs network).")
 
     def raw(self) -> dict[str, torch.Tensor]:
         """The decoded uint8 images and long labels, from the cache when this source was decoded before."""
         src = self.source()
-        key = source_key(self.variant.name, src.kind, *src.settings, files=src.files())
-        return cached(cache_root(self.cache_dir) / self.variant.name / f"{src.kind}-{key}.pt", src.decode)
+        return self.decoded(src.kind, self.variant.name, src.kind, *src.settings, files=src.files(), build=src.decode)
 
     def load(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         raw = self.raw()
         x, y = raw["x_train"], raw["y_train"]
         train, val = holdout_split(y, self.val_size, self.subset, self.split_seed, self.num_outputs)  # rule 3
         return (x[train], y[train]), (x[val], y[val]), (raw["x_test"], raw["y_test"])
-

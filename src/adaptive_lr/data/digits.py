@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 
-from adaptive_lr.data.base import InMemoryDataModule
+from adaptive_lr.data.base import InMemoryDataModule, LoaderOptions
 from adaptive_lr.data.splits import split_indices
 
 
@@ -13,16 +15,9 @@ class DigitsDataModule(InMemoryDataModule):
 
     num_outputs = 10
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
-        split_seed: int = 1234,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.2,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed)
+    def __init__(self, split_seed: int = 1234, val_fraction: float = 0.2, test_fraction: float = 0.2,
+                 **options: Unpack[LoaderOptions]) -> None:
+        super().__init__(**options)
         self.split_seed, self.val_fraction, self.test_fraction = split_seed, val_fraction, test_fraction
 
     def load(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:

@@ -37,7 +37,6 @@ import torch
 from adaptive_lr.data.forecast import (
     CSVSeries,
     ForecastDataModule,
-    PathLike,
     SeriesSet,
     WindowIndex,
     check_complete,
@@ -48,16 +47,7 @@ from adaptive_lr.data.forecast import (
     windows,
 )
 from adaptive_lr.data.hf import HFSeries, Location, hf_location, read_series
-from adaptive_lr.data.source import (
-    DataError,
-    cache_root,
-    cached,
-    candidate_dirs,
-    fetch,
-    find_dir,
-    not_found,
-    source_key,
-)
+from adaptive_lr.data.source import DataError, PathLike, cache_root, candidate_dirs, decoded, find_dir, locate
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,9 +55,18 @@ if TYPE_CHECKING:
 __all__ = ["ElectricityDataModule", "UCIElectricity", "VicElecCSV", "WindowIndex", "naive_lags", "windows"]
 
 UCI_URL = "https://archive.ics.uci.edu/static/public/321/electricityloaddiagrams20112014.zip"
+UCI_ZIP = "electricityloaddiagrams20112014.zip"
 #: the UCI set on the Hugging Face hub, in Parquet (no loading script): one row per client
 UCI_HF = HFSeries("autogluon/chronos_datasets", "electricity_15min", "train", "id", "timestamp", "consumption_kW")
 ElectricityDataModule = ForecastDataModule  # the name of configs written before the generic module
+
+
+def download_uci(folder: Path) -> None:
+    """The UCI archive fetched with torchvision's downloader and unzipped into `folder` (LD2011_2014.txt)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    folder.mkdir(parents=True, exist_ok=True)
+    download_and_extract_archive(UCI_URL, str(folder), filename=UCI_ZIP, remove_finished=True)
 
 
 @dataclass(frozen=True)
@@ -110,48 +109,23 @@ class UCIElectricity:
         location = hf_location(self.location, self.hf, self.dataset, "data.source.location")
         if location is not None:
             return self._load_hf(location, cache_dir)
-        searched = candidate_dirs(self.dataset, data_dir, *self.folders)
-        folder = find_dir(self.dataset, searched, [self.file])
         downloads = cache_root(cache_dir) / self.dataset
-        if folder is None and (downloads / self.file).exists():
-            folder = downloads
-        if folder is None and download:
-            from torchvision.datasets.utils import download_and_extract_archive
-
-            downloads.mkdir(parents=True, exist_ok=True)
-            zip_name = "electricityloaddiagrams20112014.zip"
-            fetch(
-                lambda: download_and_extract_archive(
-                    UCI_URL, str(downloads), filename=zip_name, remove_finished=True
-                ),
-                self.dataset,
-                [*searched, downloads],
-                [self.file],
-            )
-            folder = downloads if (downloads / self.file).exists() else None
-        if folder is None:
-            raise not_found(
-                self.dataset,
-                [*searched, downloads],
-                [self.file],
-                hint=f"Download {UCI_URL} (or set data.download=true) and unzip it there.",
-            )
+        folder = locate(self.dataset, candidate_dirs(self.dataset, data_dir, *self.folders),
+                        lambda folder: find_dir(self.dataset, [folder], [self.file]), [self.file],
+                        downloads=downloads, download=(lambda: download_uci(downloads)) if download else None,
+                        hint=f"Download {UCI_URL} (or set data.download=true) and unzip it there.")
         path = folder / self.file
         clients = self.clients if isinstance(self.clients, int) else list(self.clients)
-        key = source_key("uci", clients, self.freq, self.start, self.end, files=[path])
-        stored = cached(
-            cache_root(cache_dir) / self.dataset / f"uci-{key}.pt",
-            lambda: {"values": self._decode(path, clients)},
-        )
+        stored = decoded(cache_dir, self.dataset, "uci", "uci", clients, self.freq, self.start, self.end,
+                         files=[path], build=lambda: {"values": self._decode(path, clients)})
         return SeriesSet.padded(stored, path.name)
 
     def _load_hf(self, location: Location, cache_dir: PathLike) -> SeriesSet:
         """The selected clients from a Hugging Face location, decoded once and cached like the text file."""
         clients = self.clients if isinstance(self.clients, int) else list(self.clients)
-        key = source_key(location.kind, *location.settings, clients, self.freq, self.start, self.end,
-                         files=location.files())
-        stored = cached(cache_root(cache_dir) / self.dataset / f"{location.kind}-{key}.pt",
-                        lambda: self._decode_hf(location, cache_dir, clients))
+        stored = decoded(cache_dir, self.dataset, location.kind, location.kind, *location.settings, clients,
+                         self.freq, self.start, self.end, files=location.files(),
+                         build=lambda: self._decode_hf(location, cache_dir, clients))
         return SeriesSet.padded(stored, location.where())
 
     def _decode_hf(self, location: Location, cache_dir: PathLike, clients: int | list[str]) -> dict:

@@ -32,20 +32,17 @@ series whose timestamps are unsorted, duplicated or irregular, a series too shor
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, Unpack
 
 import torch
 
-from adaptive_lr.data.base import InMemoryDataModule
-from adaptive_lr.data.source import DataError, cache_root, cached, candidate_dirs, not_found, source_key
+from adaptive_lr.data.base import FileDataModule, FileOptions
+from adaptive_lr.data.source import DataError, PathLike, candidate_dirs, decoded, not_found
 
 if TYPE_CHECKING:
     import pandas as pd
-
-PathLike = str | os.PathLike[str] | None
 
 
 # -- reading CSVs ----------------------------------------------------------------------------------------------------
@@ -179,8 +176,8 @@ class CSVSeries:
     def load(self, data_dir: PathLike, cache_dir: PathLike, download: bool) -> SeriesSet:
         """Every series as float64 [T_s, F]. Nothing to download."""
         path = self.find(data_dir)
-        key = source_key("csv", self.columns, self.time_column, self.series_column, files=[path])
-        stored = cached(cache_root(cache_dir) / self.dataset / f"csv-{key}.pt", lambda: self._decode(path))
+        stored = decoded(cache_dir, self.dataset, "csv", "csv", self.columns, self.time_column, self.series_column,
+                         files=[path], build=lambda: self._decode(path))
         return SeriesSet.padded(stored, path.name, len(self.future_covariates))
 
     def _decode(self, path: Path) -> dict:
@@ -250,28 +247,14 @@ def windows(
     return x.transpose(1, 2), y, series[:, 0][idx], *future
 
 
-class ForecastDataModule(InMemoryDataModule):
+class ForecastDataModule(FileDataModule):
     """Sliding-window forecasting batches (x, y, naive, scale[, future]) from a series `source` (module
     docstring)."""
 
-    def __init__(
-        self,
-        source: Source | None = None,
-        lookback: int = 96,
-        horizon: int = 48,
-        season: int = 48,
-        stride: int = 1,
-        eval_stride: int | None = None,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        batch_size: int = 64,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
-        data_dir: PathLike = None,
-        cache_dir: PathLike = None,
-        download: bool = True,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed)
+    def __init__(self, source: Source | None = None, lookback: int = 96, horizon: int = 48, season: int = 48,
+                 stride: int = 1, eval_stride: int | None = None, val_fraction: float = 0.15,
+                 test_fraction: float = 0.15, **options: Unpack[FileOptions]) -> None:
+        super().__init__(**options)
         for name, value in (
             ("lookback", lookback),
             ("horizon", horizon),
@@ -294,7 +277,7 @@ class ForecastDataModule(InMemoryDataModule):
         self.lookback, self.horizon, self.season = lookback, horizon, season
         self.stride, self.eval_stride = stride, stride if eval_stride is None else eval_stride
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.data_dir, self.cache_dir, self.download = data_dir, cache_dir, download
+        self.dataset = getattr(source, "dataset", "forecast")
         self.num_outputs = horizon
         # set by load(): each series' split points, the train-fit normaliser [S, F], and each split's windows
         self.series_bounds: tuple[tuple[int, int, int], ...] = ()
@@ -339,11 +322,10 @@ class ForecastDataModule(InMemoryDataModule):
 
     def load(self) -> tuple[tuple[torch.Tensor, ...], ...]:
         data = self.source.load(self.data_dir, self.cache_dir, self.download)
-        dataset = getattr(self.source, "dataset", "forecast")
         k = self.future_features = data.future_features
         bounds, origins, means, stds, normalised = [], [], [], [], []
         for name, series in zip(data.names, data.values, strict=True):  # series: float64 [T_s, F]
-            where = f"{dataset}: {data.file}" + (f" (series {name!r})" if len(data.values) > 1 else "") + ": "
+            where = f"{self.dataset}: {data.file}" + (f" (series {name!r})" if len(data.values) > 1 else "") + ": "
             origins.append(self.split_origins(len(series), where))
             bounds.append(self.split_points(len(series)))
             train = series[: bounds[-1][0]]

@@ -24,20 +24,18 @@ timestamps, a list of values) or one row per time step (a long table grouped by 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adaptive_lr.data.source import DataError, DataNotFoundError, cache_root, fetch
+from adaptive_lr.data.source import DataError, DataNotFoundError, PathLike, cache_root, fetch
 
 if TYPE_CHECKING:
     import pandas as pd
     from datasets import Dataset, DatasetDict
 
-PathLike = str | os.PathLike[str] | None
 SPLITS = ("train", "test")
 AUTO = "auto"
 INT_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}

@@ -25,28 +25,19 @@ and attention masks from `ids != pad_id`.
 
 from __future__ import annotations
 
-import os
 import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Unpack
 
 import torch
 
-from adaptive_lr.data.base import InMemoryDataModule
-from adaptive_lr.data.hf import HFDataset, HubLocation, Location, hf_location, read_splits, text_column
-from adaptive_lr.data.source import (
-    DECODE_ERRORS,
-    DataError,
-    cache_root,
-    cached,
-    candidate_dirs,
-    not_found,
-    source_key,
-)
+from adaptive_lr.data.base import HubDataModule, HubOptions
+from adaptive_lr.data.hf import HFDataset, HubLocation, Location, read_splits, text_column
+from adaptive_lr.data.source import DECODE_ERRORS, DataError, PathLike, cached, candidate_dirs, not_found
 from adaptive_lr.data.text import TextTokenizer, WordVocabTokenizer
 
-PathLike = str | os.PathLike[str] | None
 DATASET = "imdb"
 FOLDER = "aclImdb"
 TARBALLS = ("aclImdb-labelled.tar.gz", "aclImdb_v1.tar.gz")
@@ -133,29 +124,16 @@ def find_local(data_dir: PathLike) -> tuple[Path, list[Path]] | tuple[None, list
 
 
 # -- the DataModule --------------------------------------------------------------------------------------------------
-class IMDBDataModule(InMemoryDataModule):
+class IMDBDataModule(HubDataModule):
     """IMDB reviews as padded token ids with 2-class labels (module docstring, rules 1-6)."""
 
     num_outputs = 2
+    dataset = DATASET
 
-    def __init__(
-        self,
-        tokenizer: TextTokenizer | None = None,
-        max_len: int = 256,
-        val_size: int = 2500,
-        split_seed: int = 2500,
-        subset: int | None = None,
-        eval_subset: int | None = None,
-        batch_size: int = 64,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
-        data_dir: PathLike = None,
-        cache_dir: PathLike = None,
-        download: bool = True,
-        source: str = "auto",
-        hf: HFDataset | None = None,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed)
+    def __init__(self, tokenizer: TextTokenizer | None = None, max_len: int = 256, val_size: int = 2500,
+                 split_seed: int = 2500, subset: int | None = None, eval_subset: int | None = None,
+                 **options: Unpack[HubOptions]) -> None:
+        super().__init__(**options)
         for name, value, low in (("max_len", max_len, 1), ("val_size", val_size, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"data.{name} must be a positive int, got {value!r}")
@@ -165,15 +143,16 @@ class IMDBDataModule(InMemoryDataModule):
         self.tokenizer = tokenizer if tokenizer is not None else WordVocabTokenizer()
         self.max_len, self.val_size, self.split_seed = max_len, val_size, split_seed
         self.subset, self.eval_subset = subset, eval_subset
-        self.data_dir, self.cache_dir, self.download = data_dir, cache_dir, download
-        self.source_setting, self.hf = source, hf if hf is not None else HF
         self.cache_file: Path | None = None  # set by load(): where the encoded splits live, and the tokenizer
         self.tokenizer_dir: Path | None = None
+
+    def default_hf(self) -> HFDataset:
+        return HF
 
     def _source(self) -> tuple[tuple[object, ...], list[Path], Callable[[], Reviews]]:
         """(identity of the source, its files for the cache key, a zero-argument reader): the Hugging Face
         source that `source` names, else (`auto`) the first of 1-3."""
-        location = hf_location(self.source_setting, self.hf, DATASET)
+        location = self.hf_location()
         if location is not None:
             return self._hf(location)
         local, searched = find_local(self.data_dir)
@@ -220,10 +199,9 @@ class IMDBDataModule(InMemoryDataModule):
     def encoded(self) -> dict[str, torch.Tensor]:
         """The full encoded splits, from the cache or built once (rules 4-6)."""
         ident, files, read = self._source()
-        key = source_key(*ident, self.tokenizer.identity(), self.max_len, self.val_size, self.split_seed, files=files)
-        folder = cache_root(self.cache_dir) / DATASET
-        self.cache_file = folder / f"encoded-{key}.pt"
-        tokenizer_dir = self.tokenizer_dir = folder / f"tokenizer-{key}"
+        key = (*ident, self.tokenizer.identity(), self.max_len, self.val_size, self.split_seed)
+        self.cache_file = self.cache_path("encoded", *key, files=files)
+        tokenizer_dir = self.tokenizer_dir = self.cache_path("tokenizer", *key, files=files, suffix="")
         tensors = cached(self.cache_file, lambda: self._build(read, tokenizer_dir))
         self.tokenizer.load(tokenizer_dir)
         return tensors

@@ -19,33 +19,30 @@ tensors under the cache folder. Rules of `load()`:
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Unpack
 
 import numpy as np
 import torch
 
-from adaptive_lr.data.base import InMemoryDataModule
+from adaptive_lr.data.base import FileDataModule, FileOptions
 from adaptive_lr.data.source import (
     DECODE_ERRORS,
     DataError,
     cache_root,
-    cached,
     candidate_dirs,
-    fetch,
     find_dir,
-    not_found,
-    source_key,
+    locate,
+    torchvision_download,
 )
 from adaptive_lr.data.splits import holdout_split
-
-PathLike = str | os.PathLike[str] | None
 
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 IDX_UBYTE = 0x08  # the IDX type code of unsigned bytes, the only one these datasets use
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801  # ubyte with 3 dims / with 1 dim
+NOT_FOUND_HINT = "Copy the four IDX .gz files there, or set data.download=true (needs network)."
 
 
 @dataclass(frozen=True)
@@ -97,58 +94,35 @@ def decode_idx(folder: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-class MNISTDataModule(InMemoryDataModule):
+class MNISTDataModule(FileDataModule):
     """MNIST or Fashion-MNIST (`dataset`), standardised float inputs in memory (module docstring)."""
 
     num_outputs = 10
 
-    def __init__(
-        self,
-        dataset: str = "mnist",
-        flatten: bool = True,
-        val_size: int = 5000,
-        subset: int | None = None,
-        split_seed: int = 1234,
-        batch_size: int = 64,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
-        data_dir: PathLike = None,
-        cache_dir: PathLike = None,
-        download: bool = True,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed)
+    def __init__(self, dataset: str = "mnist", flatten: bool = True, val_size: int = 5000, subset: int | None = None,
+                 split_seed: int = 1234, **options: Unpack[FileOptions]) -> None:
+        super().__init__(**options)
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
         self.spec = DATASETS[dataset]
+        self.dataset = self.spec.name
         self.flatten, self.val_size, self.subset, self.split_seed = flatten, val_size, subset, split_seed
-        self.data_dir, self.cache_dir, self.download = data_dir, cache_dir, download
 
     def source_dir(self) -> Path:
         """The folder holding the four IDX files: the data directory, else the cache's download (rule order above)."""
         spec = self.spec
         raw = f"{spec.torchvision_class}/raw"
-        searched = candidate_dirs(spec.name, self.data_dir, spec.name, raw)
-        folder = find_dir(spec.name, searched, IDX_FILES)
         downloads = cache_root(self.cache_dir) / spec.name
-        if folder is None:
-            folder = find_dir(spec.name, [downloads / raw], IDX_FILES)
-        if folder is None and self.download:
-            import torchvision.datasets
-
-            dataset = getattr(torchvision.datasets, spec.torchvision_class)
-            fetch(lambda: dataset(root=str(downloads), download=True), spec.name,
-                  [*searched, downloads / raw], IDX_FILES)
-            folder = find_dir(spec.name, [downloads / raw], IDX_FILES)
-        if folder is None:
-            raise not_found(spec.name, [*searched, downloads / raw], IDX_FILES,
-                            hint="Copy the four IDX .gz files there, or set data.download=true (needs network).")
-        return folder
+        return locate(spec.name, candidate_dirs(spec.name, self.data_dir, spec.name, raw),
+                      lambda folder: find_dir(spec.name, [folder], IDX_FILES), IDX_FILES,
+                      downloads=downloads / raw, hint=NOT_FOUND_HINT,
+                      download=torchvision_download(spec.torchvision_class, downloads) if self.download else None)
 
     def raw(self) -> dict[str, torch.Tensor]:
         """The decoded uint8 images and labels, from the cache when this source was decoded before."""
         folder = self.source_dir()
-        key = source_key("idx", self.spec.name, files=[folder / f for f in IDX_FILES])
-        return cached(cache_root(self.cache_dir) / self.spec.name / f"idx-{key}.pt", lambda: decode_idx(folder))
+        return self.decoded("idx", "idx", self.spec.name, files=[folder / f for f in IDX_FILES],
+                            build=lambda: decode_idx(folder))
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() / 255.0 - self.spec.mean) / self.spec.std  # rule 1

@@ -7,9 +7,12 @@ Every real-data DataModule resolves its files the same way:
   3. else `DataNotFoundError`: one message naming the dataset, every folder searched and the files expected.
 A file that is found but cannot be used (damaged, wrong format, bad values) raises `DataError` naming it.
 
+`locate` is that order, given where a dataset's files may lie and how its library downloads them.
+
 Decoded tensors are written once to the cache folder (`cache_dir` argument, else `$ADAPTIVE_LR_CACHE_DIR`, else
-`$ADAPTIVE_LR_HOME/.cache/adaptive-lr`, else `./.cache/adaptive-lr`), never into the data directory, under a key
-that includes the source files' sizes and mtimes, so a changed source is decoded again.
+`$ADAPTIVE_LR_HOME/.cache/adaptive-lr`, else `./.cache/adaptive-lr`), never into the data directory, as
+`<cache>/<dataset>/<name>-<key>.pt` (`cache_path`, `decoded`) under a key that includes the settings they depend on
+and the source files' sizes and mtimes, so a changed source is decoded again.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from adaptive_lr.errors import UserError
 from adaptive_lr.runtime import default_cache_dir
 
 ENV_DATA_DIR = "ADAPTIVE_LR_DATA_DIR"
+PathLike = str | os.PathLike[str] | None
 T = TypeVar("T")
 
 
@@ -46,20 +50,20 @@ class DataError(UserError, ValueError):
 DECODE_ERRORS = (OSError, EOFError, tarfile.TarError, pickle.UnpicklingError, UnicodeDecodeError)
 
 
-def data_root(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+def data_root(data_dir: PathLike = None) -> Path | None:
     """The configured local data directory, or None."""
     value = data_dir if data_dir not in (None, "") else os.environ.get(ENV_DATA_DIR) or None
     return Path(value).expanduser() if value is not None else None
 
 
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def cache_root(cache_dir: PathLike = None) -> Path:
     """The writable cache folder for decoded tensors and downloads (created on first use)."""
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
-def candidate_dirs(dataset: str, data_dir: str | os.PathLike[str] | None, *names: str) -> list[Path]:
+def candidate_dirs(dataset: str, data_dir: PathLike, *names: str) -> list[Path]:
     """Folders that may hold `dataset`: `<root>/<name>` for each name (default: the dataset's name), then `<root>`."""
     root = data_root(data_dir)
     if root is None:
@@ -85,6 +89,38 @@ def not_found(dataset: str, searched: Iterable[Path], expected: Sequence[str], h
     return DataNotFoundError(msg)
 
 
+def locate(dataset: str, searched: Sequence[Path], find: Callable[[Path], T | None], expected: Sequence[str], *,
+           downloads: Path, download: Callable[[], object] | None, hint: str,
+           find_download: Callable[[Path], T | None] | None = None) -> T:
+    """Rules 1-3 of the module docstring: what `find(folder)` finds in the first of the `searched` data-directory
+    folders that has the data, else in `downloads` (an earlier download in the cache; `find_download` if given),
+    else there after `download()` (None when downloading is off), else a `DataNotFoundError` naming every folder
+    searched, the `expected` files and `hint`."""
+    for folder in searched:
+        found = find(folder)
+        if found is not None:
+            return found
+    find_download = find_download or find
+    found = find_download(downloads)
+    if found is None and download is not None:
+        fetch(download, dataset, [*searched, downloads], expected)
+        found = find_download(downloads)
+    if found is None:
+        raise not_found(dataset, [*searched, downloads], expected, hint=hint)
+    return found
+
+
+def torchvision_download(name: str, root: Path) -> Callable[[], object]:
+    """The download of torchvision's dataset class `name` (`MNIST`, `CIFAR10`, ...) into `root`, for `locate`."""
+
+    def download() -> object:
+        import torchvision.datasets
+
+        return getattr(torchvision.datasets, name)(root=str(root), download=True)
+
+    return download
+
+
 def fetch(download: Callable[[], T], dataset: str, searched: Iterable[Path], expected: Sequence[str]) -> T:
     """Run a library's download; a network or server failure (URLError, HTTPError, a timeout, torchvision's
     "Error downloading") is a `DataNotFoundError` naming the folders searched, not a traceback."""
@@ -105,6 +141,18 @@ def source_key(*parts: object, files: Iterable[Path] = ()) -> str:
         st = Path(f).stat()
         h.update(f"{Path(f).resolve()}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
+
+
+def cache_path(cache_dir: PathLike, dataset: str, name: str, *parts: object, files: Iterable[Path] = (),
+               suffix: str = ".pt") -> Path:
+    """`<cache>/<dataset>/<name>-<key><suffix>`, the key made of `parts` and the `files`' identities (`source_key`)."""
+    return cache_root(cache_dir) / dataset / f"{name}-{source_key(*parts, files=files)}{suffix}"
+
+
+def decoded(cache_dir: PathLike, dataset: str, name: str, *parts: object, files: Iterable[Path],
+            build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The tensors `build` decodes from `files` with settings `parts`, cached at `cache_path` (built only once)."""
+    return cached(cache_path(cache_dir, dataset, name, *parts, files=files), build)
 
 
 def cached(path: Path, build: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

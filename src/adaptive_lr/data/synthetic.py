@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 
-from adaptive_lr.data.base import InMemoryDataModule
+from adaptive_lr.data.base import InMemoryDataModule, LoaderOptions
 
 
 class SyntheticDataModule(InMemoryDataModule):
@@ -14,9 +16,9 @@ class SyntheticDataModule(InMemoryDataModule):
     """
 
     def __init__(self, shape: tuple[int, ...] = (1, 28, 28), num_classes: int = 10, n_train: int = 8192,
-                 n_val: int = 1024, n_test: int = 1024, batch_size: int = 64, eval_batch_size: int = 1024,
-                 seed: int = 0, data_seed: int = 1234) -> None:
-        super().__init__(batch_size, eval_batch_size, seed)
+                 n_val: int = 1024, n_test: int = 1024, data_seed: int = 1234,
+                 **options: Unpack[LoaderOptions]) -> None:
+        super().__init__(**options)
         self.shape, self.num_outputs = tuple(shape), num_classes
         self.sizes, self.data_seed = (n_train, n_val, n_test), data_seed
 

@@ -11,9 +11,11 @@ Variants (inputs in the unit square, the XOR truth table at its corners):
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import torch
 
-from adaptive_lr.data.base import InMemoryDataModule
+from adaptive_lr.data.base import InMemoryDataModule, LoaderOptions
 from adaptive_lr.data.splits import split_indices
 
 VARIANTS = ("perfect", "clean", "noisy", "corner", "corner_noisy")
@@ -46,20 +48,10 @@ class XORDataModule(InMemoryDataModule):
 
     num_outputs = 1
 
-    def __init__(
-        self,
-        variant: str = "clean",
-        n_samples: int = 600,
-        noise: float = 0.25,
-        label_noise: float = 0.1,
-        batch_size: int = 32,
-        eval_batch_size: int = 1024,
-        seed: int = 0,
-        data_seed: int = 1234,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.2,
-    ) -> None:
-        super().__init__(batch_size, eval_batch_size, seed)
+    def __init__(self, variant: str = "clean", n_samples: int = 600, noise: float = 0.25, label_noise: float = 0.1,
+                 data_seed: int = 1234, val_fraction: float = 0.2, test_fraction: float = 0.2,
+                 **options: Unpack[LoaderOptions]) -> None:
+        super().__init__(**{"batch_size": 32, **options})  # a smaller default batch than the other tasks'
         if variant not in VARIANTS:
             raise ValueError(f"data.variant must be one of {list(VARIANTS)}, got {variant!r}")
         self.variant, self.n_samples, self.noise, self.label_noise = variant, n_samples, noise, label_noise

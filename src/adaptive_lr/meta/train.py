@@ -43,6 +43,7 @@ from typing import Any, TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
+from adaptive_lr.checks import is_int, is_number, require_int
 from adaptive_lr.config import CONFIG_DIR, ConfigError, available, compose, to_container
 from adaptive_lr.errors import one_line
 
@@ -102,8 +103,7 @@ def compose_meta(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def _ints(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                           and v >= 0 for v in value)
+    return isinstance(value, list) and bool(value) and all(is_int(v) and v >= 0 for v in value)
 
 
 def _strings(value: Any) -> bool:
@@ -123,13 +123,11 @@ def validate_meta(cfg: DictConfig) -> None:
             raise ConfigError(f"meta-train: families.{name} must be {{task: <one of {', '.join(available('task'))}>, "
                               f"overrides: [..]}}, got {spec!r}")
     episodes = data.get("episodes")
-    if not (isinstance(episodes, int) and not isinstance(episodes, bool) and episodes >= 1):
-        raise ConfigError(f"meta-train: episodes must be an int >= 1, got {episodes!r}")
+    require_int("meta-train: episodes", episodes, minimum=1, error=ConfigError)
     if not _ints(data.get("seeds")):
         raise ConfigError(f"meta-train: seeds must be a non-empty list of ints >= 0, got {data.get('seeds')!r}")
     factors = data.get("lr_factors")
-    if not (isinstance(factors, list) and factors and all(isinstance(f, (int, float)) and not isinstance(f, bool)
-                                                          and math.isfinite(f) and f > 0 for f in factors)):
+    if not (isinstance(factors, list) and factors and all(is_number(f) and f > 0 for f in factors)):
         raise ConfigError(f"meta-train: lr_factors must be a non-empty list of positive numbers, got {factors!r}")
     holdout = data.get("holdout")
     if holdout is not None and holdout not in families:
@@ -231,12 +229,63 @@ def _learner(cfg: DictConfig, family: Family) -> Any:
     return policy
 
 
-def meta_train(cfg: DictConfig, out: TextIO | None = None) -> MetaResult:
-    """Train the controller of `cfg` over its episodes (resuming a stopped training); the frozen policy."""
+def _load_state(cfg: DictConfig, folder: Path, learner: Any) -> dict[str, Any]:
+    """The training state in `folder`: a fresh one, or the saved one (5) resume), whose learned parameters are
+    loaded into `learner`."""
+    import torch
+
+    state = {"config_hash": config_hash(cfg), "done": 0, "history": [], "references": {}, "commits": []}
+    if (folder / STATE_FILE).is_file():  # 5) resume
+        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+        learner.load_learned(state["learned"])
+    return state
+
+
+def _train_episode(cfg: DictConfig, episode: Episode, family: Family, usual_lr: float, learner: Any, reward: Any,
+                   state: dict[str, Any], folder: Path) -> str:
+    """Steps 2) to 5) for one episode, recorded in `state` (saved); what the progress line says about it."""
     import torch
 
     from adaptive_lr.tracking.run import git_commit
 
+    lr = float(f"{usual_lr * episode.lr_factor:.6g}")
+    common = [*family.run_overrides, f"seed={episode.seed}", f"lr={lr}", f"experiment={cfg.name}",
+              *cfg.run_overrides]
+    tags = {"meta_episode": episode.index, "meta_state": folder.name}
+    # 2) the reference run, once per family x seed x LR
+    key = f"{family.name}|{episode.seed}|{lr:g}"
+    if key not in state["references"]:
+        _, _, curve = _run([*common, "scheduler=fixed"], {**tags, "meta_role": "reference"})
+        state["references"][key] = curve
+    # 3) the episode, from the policy after `index` episodes
+    snapshot = folder / "policies" / f"after-{episode.index:03d}.pt"
+    learner.save_learned(snapshot)
+    result, run_cfg, curve = _run(
+        [*common, f"scheduler={cfg.controller.scheduler}", f"scheduler.policy.warm_start='{snapshot}'",
+         f"scheduler.policy.seed={episode.index}", *cfg.episode_overrides, *cfg.controller.exploration],
+        {**tags, "meta_role": "episode"})
+    recorded = torch.load(Path(result.run_dir) / "policy_learned.pt", map_location="cpu",
+                          weights_only=True)["episode"]
+    # 4) the whole-run return, credited to every decision of the run
+    ret = reward(curve, state["references"][key], run_cfg.task.mode)
+    learner.learn_episode(recorded, ret)
+    state["history"].append({
+        "episode": episode.index, "family": family.name, "seed": episode.seed, "lr": lr,
+        "lr_factor": episode.lr_factor, "return": ret, "score": reward.score(curve),
+        "reference_score": reward.score(state["references"][key]), "decisions": len(recorded),
+        "run_id": result.run_id,
+    })  # fmt: skip
+    commit = git_commit()
+    state["commits"] = sorted({*state["commits"], commit})
+    state.update(done=episode.index + 1, learned=learner.learned_state())
+    _save_atomically(state, folder / STATE_FILE)  # 5)
+    return (f"{family.name} seed {episode.seed} lr {lr:g}: return {ret:+.3f} (val {run_cfg.task.metric} "
+            f"{reward.score(curve):.4g} vs reference {reward.score(state['references'][key]):.4g}), "
+            f"{len(recorded)} decisions")
+
+
+def meta_train(cfg: DictConfig, out: TextIO | None = None) -> MetaResult:
+    """Train the controller of `cfg` over its episodes (resuming a stopped training); the frozen policy."""
     out = out if out is not None else sys.stderr
     families = {f.name: f for f in training_families(cfg)}
     usual = {name: float(compose([*f.run_overrides, *cfg.run_overrides]).lr) for name, f in families.items()}
@@ -245,54 +294,18 @@ def meta_train(cfg: DictConfig, out: TextIO | None = None) -> MetaResult:
     first = compose([*next(iter(families.values())).run_overrides, *cfg.run_overrides])
     folder = state_dir(cfg, Path(first.paths.runs))
     (folder / "policies").mkdir(parents=True, exist_ok=True)
-    state = {"config_hash": config_hash(cfg), "done": 0, "history": [], "references": {}, "commits": []}
-    if (folder / STATE_FILE).is_file():  # 5) resume
-        state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-        learner.load_learned(state["learned"])
+    state = _load_state(cfg, folder, learner)
     episodes = plan(cfg, list(families.values()), int(cfg.episodes))
-    label = folder.name
     print(f"[{cfg.name}] {len(episodes)} episodes on {', '.join(families)} ({state['done']} done; state "
           f"{folder})", file=out, flush=True)
     t0, started = time.perf_counter(), state["done"]
     for episode in episodes[state["done"]:]:
-        family = families[episode.family]
-        lr = float(f"{usual[family.name] * episode.lr_factor:.6g}")
-        common = [*family.run_overrides, f"seed={episode.seed}", f"lr={lr}", f"experiment={cfg.name}",
-                  *cfg.run_overrides]
-        tags = {"meta_episode": episode.index, "meta_state": label}
-        # 2) the reference run, once per family x seed x LR
-        key = f"{family.name}|{episode.seed}|{lr:g}"
-        if key not in state["references"]:
-            _, _, curve = _run([*common, "scheduler=fixed"], {**tags, "meta_role": "reference"})
-            state["references"][key] = curve
-        # 3) the episode, from the policy after `index` episodes
-        snapshot = folder / "policies" / f"after-{episode.index:03d}.pt"
-        learner.save_learned(snapshot)
-        result, run_cfg, curve = _run(
-            [*common, f"scheduler={cfg.controller.scheduler}", f"scheduler.policy.warm_start='{snapshot}'",
-             f"scheduler.policy.seed={episode.index}", *cfg.episode_overrides, *cfg.controller.exploration],
-            {**tags, "meta_role": "episode"})
-        recorded = torch.load(Path(result.run_dir) / "policy_learned.pt", map_location="cpu",
-                              weights_only=True)["episode"]
-        # 4) the whole-run return, credited to every decision of the run
-        ret = reward(curve, state["references"][key], run_cfg.task.mode)
-        learner.learn_episode(recorded, ret)
-        state["history"].append({
-            "episode": episode.index, "family": family.name, "seed": episode.seed, "lr": lr,
-            "lr_factor": episode.lr_factor, "return": ret, "score": reward.score(curve),
-            "reference_score": reward.score(state["references"][key]), "decisions": len(recorded),
-            "run_id": result.run_id,
-        })  # fmt: skip
-        commit = git_commit()
-        state["commits"] = sorted({*state["commits"], commit})
-        state.update(done=episode.index + 1, learned=learner.learned_state())
-        _save_atomically(state, folder / STATE_FILE)  # 5)
+        summary = _train_episode(cfg, episode, families[episode.family], usual[episode.family], learner, reward,
+                                 state, folder)
         done = episode.index + 1 - started
         eta = (time.perf_counter() - t0) / done * (len(episodes) - episode.index - 1)
-        print(f"[{cfg.name}] episode {episode.index + 1}/{len(episodes)} {family.name} seed {episode.seed} lr {lr:g}: "
-              f"return {ret:+.3f} (val {run_cfg.task.metric} {reward.score(curve):.4g} vs reference "
-              f"{reward.score(state['references'][key]):.4g}), {len(recorded)} decisions | ETA "
-              f"{eta / 60:.1f} min", file=out, flush=True)
+        print(f"[{cfg.name}] episode {episode.index + 1}/{len(episodes)} {summary} | ETA {eta / 60:.1f} min",
+              file=out, flush=True)
     provenance = _provenance(cfg, families, usual, state, reward, type(learner).__name__)
     learner.save_learned(folder / POLICY_FILE, provenance)  # 6)
     (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -24,6 +24,7 @@ from typing import TextIO
 import yaml
 from omegaconf import DictConfig
 
+from adaptive_lr.checks import require_int
 from adaptive_lr.config import ConfigError, compose
 from adaptive_lr.meta.train import (
     HISTORY_FILE,
@@ -77,8 +78,7 @@ def leave_one_out(overrides: Sequence[str] = (), jobs: int = 1, out: TextIO | No
     from adaptive_lr.tracking.run import mark_orphans, resolve_tracking_uri
 
     out = out if out is not None else sys.stderr
-    if not (isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1):
-        raise ConfigError(f"meta-train --jobs must be a positive int, got {jobs!r}")
+    require_int("meta-train --jobs", jobs, minimum=1, error=ConfigError, allowed="a positive int")
     cfg = compose_meta(overrides)
     if cfg.holdout is not None:
         raise ConfigError("meta-train --leave-one-out holds out every family in turn: drop holdout=")

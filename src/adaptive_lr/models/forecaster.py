@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from adaptive_lr.checks import require_int
+
 
 class LSTMForecaster(nn.Module):
     """LSTM over the lookback window [B, L, in_features] -> its last hidden state (joined with the known-future
@@ -34,10 +36,8 @@ class LSTMForecaster(nn.Module):
             ("num_layers", num_layers),
             ("horizon", horizon),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"model.{name} must be a positive int, got {value!r}")
-        if not isinstance(future_features, int) or isinstance(future_features, bool) or future_features < 0:
-            raise ValueError(f"model.future_features must be an int >= 0, got {future_features!r}")
+            require_int(f"model.{name}", value, minimum=1, allowed="a positive int")
+        require_int("model.future_features", future_features, minimum=0)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {dropout!r}")
         self.horizon, self.future_features = horizon, future_features

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from adaptive_lr.checks import require_int
+
 Pooling = Literal["max", "mean", "last"]
 
 
@@ -42,8 +44,7 @@ class LSTMClassifier(nn.Module):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("num_classes", num_classes), ("embed_dim", embed_dim),
                             ("hidden", hidden), ("num_layers", num_layers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"LSTMClassifier: {name} must be a positive int, got {value!r}")
+            require_int(f"LSTMClassifier: {name}", value, minimum=1, allowed="a positive int")
         if pooling not in ("max", "mean", "last"):
             raise ValueError(f"LSTMClassifier: pooling must be 'max', 'mean' or 'last', got {pooling!r}")
         if not 0.0 <= dropout < 1.0:

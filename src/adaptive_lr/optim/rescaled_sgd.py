@@ -17,16 +17,17 @@ overall step size pinned to `lr`, so an LR schedule or controller keeps its mean
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
+from adaptive_lr.checks import is_number, require_bool
+
 
 def _check(name: str, value: Any, ok: Callable[[float], bool], allowed: str) -> float:
-    good = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and ok(value)
+    good = is_number(value) and ok(value)
     if not good:
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return float(value)
@@ -63,8 +64,7 @@ class RescaledSGD(Optimizer):
         _check("min_scale", min_scale, lambda v: 0 <= v <= 1, "a number in [0, 1]")
         _check("momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
         _check("weight_decay", weight_decay, lambda v: v >= 0, "a number >= 0")
-        if not isinstance(per_tensor, bool):
-            raise ValueError(f"per_tensor must be a bool, got {per_tensor!r}")
+        require_bool("per_tensor", per_tensor)
         defaults = {"lr": lr, "beta": beta, "eps": eps, "min_scale": min_scale, "momentum": momentum,
                     "weight_decay": weight_decay, "per_tensor": per_tensor}
         super().__init__(params, defaults)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -221,13 +221,9 @@ def _counts(table: pd.DataFrame, family: str) -> str:
             f"(iii) {int(mine['iii_pass'].sum())}/{len(mine)}")
 
 
-def bar_section(ctx: ReportContext, bar: Bar = BAR) -> list[str]:
-    """`## The bar` (module docstring); nothing when no family has both tracks in this report."""
-    data = ctx.data
-    result = evaluate(ctx.per_run, data.runs, data.actions, ctx.regions, ctx.alpha, bar)
-    if not result.tracks.pairs and not result.tracks.problems:
-        return []
-    lines = [
+def _intro(bar: Bar, comparisons: int, alpha: float) -> list[str]:
+    """The section's title and the bar as stated before the runs."""
+    return [
         "## The bar: a feedback controller that earns its place", "",
         f"Stated before the runs (issue 15); never moved. On at least {bar.families_needed} of the "
         f"{bar.families_planned} CPU families, one adaptive controller started **untuned** (the plan's Adam at lr "
@@ -237,11 +233,61 @@ def bar_section(ctx: ReportContext, bar: Bar = BAR) -> list[str]:
         f"**{bar.open_loop}** (the same cooldown) on the same untuned track. (i) and (iii) pass only on a verdict of "
         "better or equivalent (TOST within the task's margin): *inconclusive* has not shown it. Untuned and tuned "
         "runs come from different parts of the study; they are paired by seed when both ran the same seeds on the "
-        f"same data checksum, Welch otherwise. Holm's correction runs across all {result.comparisons} comparisons "
+        f"same data checksum, Welch otherwise. Holm's correction runs across all {comparisons} comparisons "
         "of this section (the (i) and (iii) verdicts and the ablation), separately for the difference tests and "
-        f"the TOSTs; level {ctx.alpha:g}. Controllers: the untuned part's adaptive columns that logged "
+        f"the TOSTs; level {alpha:g}. Controllers: the untuned part's adaptive columns that logged "
         "controller decisions.", "",
     ]  # fmt: skip
+
+
+def _controller_row(r: Any) -> list[str]:
+    """One controller's row of a family's table: its test metric, criteria (i) to (iii) and the outcome."""
+    return _row([
+        r.controller, _ci(r.untuned_mean, r.untuned_ci_low, r.untuned_ci_high),
+        _ci(r.i_difference, r.i_ci_low, r.i_ci_high, signed=True) + (" paired" if r.i_paired else " Welch"),
+        f"{r.i_verdict} ({_f(r.i_p_difference_holm, '.2g')} / {_f(r.i_p_equivalence_holm, '.2g')}): "
+        f"{_mark(r.i_pass)}",
+        f"{_f(r.width, '.2g')} ({_f(r.width_gain, '.2g', signed=True)}): {_mark(r.ii_pass)}",
+        _ci(r.iii_difference, r.iii_ci_low, r.iii_ci_high, signed=True)
+        + (" paired" if r.iii_paired else " Welch"),
+        f"{r.iii_verdict} ({_f(r.iii_p_difference_holm, '.2g')} / {_f(r.iii_p_equivalence_holm, '.2g')}): "
+        f"{_mark(r.iii_pass)}",
+        _mark(bool(r.passes)),
+    ])  # fmt: skip
+
+
+def _family(family: str, tuned: str, untuned: str, table: pd.DataFrame, bar: Bar) -> list[str]:
+    """One family's subsection: its two parts, the references, and a row per controller."""
+    mine = table[table["family"] == family] if len(table) else table
+    _, tuned_part = family_and_part(tuned)
+    _, untuned_part = family_and_part(untuned)
+    lines = [f"### {family} (tuned: {tuned_part}; untuned: {untuned_part})", ""]
+    if mine.empty:
+        return lines + ["No controller column in the untuned part.", ""]
+    first = mine.iloc[0]
+    direction = "higher" if first["mode"] == "max" else "lower"
+    lines += [f"Test {first['metric']} ({direction} is better); equivalence margin {_f(first['i_margin'])} "
+              f"(vs {bar.reference}); tuned {bar.reference} test {_f(first['reference_mean'])}, good region "
+              f"{_f(first['reference_width'], '.2g')} decades; untuned {bar.open_loop} test "
+              f"{_f(first['open_loop_mean'])}.", ""]
+    lines += _row(["controller (untuned)", "test [95% CI]", f"(i) vs tuned {bar.reference}: difference [95% CI]",
+                   "(i) verdict (Holm p diff / TOST)", "(ii) good region, decades (gain)",
+                   f"(iii) vs untuned {bar.open_loop}: difference [95% CI]", "(iii) verdict (Holm p diff / TOST)",
+                   "all three"])  # fmt: skip
+    lines += _row(["---"] + ["---:"] * 7)
+    for r in mine.itertuples(index=False):
+        lines += _controller_row(r)
+    lines.append("")
+    return lines
+
+
+def bar_section(ctx: ReportContext, bar: Bar = BAR) -> list[str]:
+    """`## The bar` (module docstring); nothing when no family has both tracks in this report."""
+    data = ctx.data
+    result = evaluate(ctx.per_run, data.runs, data.actions, ctx.regions, ctx.alpha, bar)
+    if not result.tracks.pairs and not result.tracks.problems:
+        return []
+    lines = _intro(bar, result.comparisons, ctx.alpha)
     passing, statement = met(result, bar)
     table = result.table
     closest = "; ".join(f"{f}: {_counts(table, f)} controllers pass" for f in sorted(result.tracks.pairs))
@@ -249,41 +295,9 @@ def bar_section(ctx: ReportContext, bar: Bar = BAR) -> list[str]:
     for family, problem in sorted(result.tracks.problems.items()):
         lines += [f"- {family}: not evaluated ({problem}).", ""]
     for family, (tuned, untuned) in sorted(result.tracks.pairs.items()):
-        mine = table[table["family"] == family] if len(table) else table
-        _, tuned_part = family_and_part(tuned)
-        _, untuned_part = family_and_part(untuned)
-        lines += [f"### {family} (tuned: {tuned_part}; untuned: {untuned_part})", ""]
-        if mine.empty:
-            lines += ["No controller column in the untuned part.", ""]
-            continue
-        first = mine.iloc[0]
-        direction = "higher" if first["mode"] == "max" else "lower"
-        lines += [f"Test {first['metric']} ({direction} is better); equivalence margin {_f(first['i_margin'])} "
-                  f"(vs {bar.reference}); tuned {bar.reference} test {_f(first['reference_mean'])}, good region "
-                  f"{_f(first['reference_width'], '.2g')} decades; untuned {bar.open_loop} test "
-                  f"{_f(first['open_loop_mean'])}.", ""]
-        lines += _row(["controller (untuned)", "test [95% CI]", f"(i) vs tuned {bar.reference}: difference [95% CI]",
-                       "(i) verdict (Holm p diff / TOST)", "(ii) good region, decades (gain)",
-                       f"(iii) vs untuned {bar.open_loop}: difference [95% CI]", "(iii) verdict (Holm p diff / TOST)",
-                       "all three"])  # fmt: skip
-        lines += _row(["---"] + ["---:"] * 7)
-        for r in mine.itertuples(index=False):
-            lines += _row([
-                r.controller, _ci(r.untuned_mean, r.untuned_ci_low, r.untuned_ci_high),
-                _ci(r.i_difference, r.i_ci_low, r.i_ci_high, signed=True) + (" paired" if r.i_paired else " Welch"),
-                f"{r.i_verdict} ({_f(r.i_p_difference_holm, '.2g')} / {_f(r.i_p_equivalence_holm, '.2g')}): "
-                f"{_mark(r.i_pass)}",
-                f"{_f(r.width, '.2g')} ({_f(r.width_gain, '.2g', signed=True)}): {_mark(r.ii_pass)}",
-                _ci(r.iii_difference, r.iii_ci_low, r.iii_ci_high, signed=True)
-                + (" paired" if r.iii_paired else " Welch"),
-                f"{r.iii_verdict} ({_f(r.iii_p_difference_holm, '.2g')} / {_f(r.iii_p_equivalence_holm, '.2g')}): "
-                f"{_mark(r.iii_pass)}",
-                _mark(bool(r.passes)),
-            ])  # fmt: skip
-        lines.append("")
+        lines += _family(family, tuned, untuned, table, bar)
     lines += _ablation(result, bar)
     return lines
-
 
 def _ablation(result: BarResult, bar: Bar) -> list[str]:
     frame = result.ablation

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -203,6 +204,32 @@ def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
         client.set_terminated(run_id, "FINISHED")
         imported += 1
     return data.experiment, imported, skipped
+
+
+def latest_covers(reports_dir: Path, tracking_uri: str, experiment: str) -> Path | None:
+    """The latest report folder under `reports_dir` (reports/<grid>/<timestamp>) whose bundle holds exactly the
+    experiment's FINISHED runs in the store (same cells: config_hash, phase, seed), else None: a grid that ran
+    nothing new needs no new report (`adaptive-lr experiment --report-changed`, used by `make study`)."""
+    from mlflow.tracking import MlflowClient
+
+    from adaptive_lr.tracking.run import PARENT_TAG
+
+    bundles = sorted(Path(reports_dir).glob(f"*/bundle/{MANIFEST}"))
+    if not bundles:
+        return None
+    client = MlflowClient(tracking_uri=tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    store = Counter((r.data.tags.get("config_hash", ""), r.data.tags.get("phase", ""),
+                            r.data.tags.get("seed", ""))
+                           for r in client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
+                                                       max_results=50_000)
+                           if not r.data.tags.get(PARENT_TAG))  # fmt: skip  # the grid's own run is no cell
+    data = read_bundle(bundles[-1].parent, results_required=False)
+    done = data.runs[data.runs["status"] == "FINISHED"]
+    held = Counter((r.config_hash, r.phase, _tag(r.seed) or "") for r in done.itertuples(index=False))
+    return bundles[-1].parent.parent if held == store else None
 
 
 def save_bundle(experiment: str, tracking_uri: str, reports_root: Path, now: datetime | None = None) -> Path:

@@ -495,13 +495,17 @@ def _compute(runs: pd.DataFrame) -> str:
     parts = []
     for task, group in runs.groupby("task", sort=True):
         known = group[group.index.isin(timed.index)]
-        busy, total = _hours(known) if len(known) else (math.nan, math.nan)
+        if known.empty:
+            parts.append(f"{task}: {len(group)} runs, no end time recorded (a bundle written before it was kept)")
+            continue
+        busy, total = _hours(known)
         untimed = len(group) - len(known)
         parts.append(f"{task}: {len(group)} runs, {busy:.2f} h busy, {total:.2f} h of run time"
                      + (f" ({untimed} without an end time)" if untimed else ""))
     busy, total = _hours(timed)
-    return "; ".join(parts) + (f". In all {busy:.2f} h of wall time with at least one run executing, {total:.2f} h "
-                               "of run time (runs in parallel count once in the first, each in the second).")
+    return "; ".join(parts) + (f". In all, over the {len(timed)} of {len(runs)} runs with an end time: {busy:.2f} h "
+                               f"of wall time with at least one run executing, {total:.2f} h of run time (runs in "
+                               "parallel count once in the first, each in the second).")
 
 
 def _hardware(runs: pd.DataFrame) -> str:

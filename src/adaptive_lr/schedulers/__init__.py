@@ -1,8 +1,11 @@
-"""Pure learning-rate policies (no Lightning) and a `torch.optim.lr_scheduler` wrapper for plain loops."""
+"""Pure learning-rate policies (no Lightning) and a `torch.optim.lr_scheduler` wrapper for plain loops.
+
+The names below are a convenience for code (`from adaptive_lr.schedulers import Cosine`); configs name a policy
+by its module (`_target_: adaptive_lr.schedulers.baselines.Cosine`), so a new policy needs no entry here."""
 
 from adaptive_lr.schedulers.anneal import TerminalAnneal
 from adaptive_lr.schedulers.base import ACTIONS, Decision, LRPolicy, Observation, PolicyConfigError
-from adaptive_lr.schedulers.baselines import Cosine, Fixed, StepDecay, Warmup
+from adaptive_lr.schedulers.baselines import Cosine, Fixed, StepDecay
 from adaptive_lr.schedulers.heuristic import Heuristic
 from adaptive_lr.schedulers.hypergradient import Hypergradient
 from adaptive_lr.schedulers.line_search import LineSearch
@@ -19,6 +22,7 @@ from adaptive_lr.schedulers.schedules import (
     Polynomial,
 )
 from adaptive_lr.schedulers.torch_wrapper import PolicyLR
+from adaptive_lr.schedulers.warmup import Warmup
 
 __all__ = [
     "ACTIONS",

@@ -19,18 +19,21 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from adaptive_lr import checks
 from adaptive_lr.errors import UserError
 
 if TYPE_CHECKING:
     from torch.optim import Optimizer
 
 Mode = Literal["min", "max"]
+
+#: what a driver may count as a tick (`scheduler.interval`): an optimizer step or an epoch
+INTERVALS: tuple[str, ...] = ("step", "epoch")
 
 
 #: Every action name a policy may record in `Decision.action`, with a stable small code so that a logger can plot
@@ -83,16 +86,16 @@ class Decision:
 
 
 def require_positive(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise PolicyConfigError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return checks.require_positive(name, value, error=PolicyConfigError)
 
 
 def require_int(name: str, value: int, *, minimum: int) -> int:
     """An integer (bools refused) no smaller than `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise PolicyConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    return checks.require_int(name, value, minimum=minimum, error=PolicyConfigError)
+
+
+def require_bool(name: str, value: bool) -> bool:
+    return checks.require_bool(name, value, error=PolicyConfigError)
 
 
 def require_in_range(
@@ -101,9 +104,7 @@ def require_in_range(
     """A finite number in the interval from `low` to `high`; the message writes the interval, e.g. `(0, 1]`."""
     interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
     ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
+        checks.is_number(value)
         and (value >= low if low_closed else value > low)
         and (value <= high if high_closed else value < high)
     )
@@ -134,6 +135,13 @@ def require_monitor(monitor: str) -> str:
     if not isinstance(monitor, str) or not monitor:
         raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
     return monitor
+
+
+def require_factor_bounds(min_factor: float, max_factor: float) -> tuple[float, float]:
+    """`(min_factor, max_factor)` with `0 < min_factor <= 1 <= max_factor`: how far below and above its starting LR
+    a controller may take a group's LR."""
+    return (require_in_range("min_factor", min_factor, 0.0, 1.0, high_closed=True),
+            require_in_range("max_factor", max_factor, 1.0, math.inf, low_closed=True))
 
 
 def _recording_init_args(init: Callable[..., None]) -> Callable[..., None]:
@@ -178,7 +186,8 @@ class LRPolicy:
     #: True: `bind` must receive a `probe` (loss of the current parameters on a fixed held-out batch)
     needs_probe: bool = False
     #: True: the policy reads the gradient of the update about to be taken, so a step-interval driver calls
-    #: `observe` just before each optimizer update (gradients present) instead of just after it
+    #: `observe` just before each optimizer update (gradients present) instead of just after it; such a policy
+    #: needs `interval: step` (checked when a run config is composed, and by `LRControl`)
     decides_before_step: bool = False
     #: True: the policy learns something worth keeping after the run (`save_learned(path)`, for warm starts)
     learns: bool = False
@@ -199,6 +208,10 @@ class LRPolicy:
         self.lrs: list[float] = []
         self.tick = 0
         self.last_decision: Decision | None = None
+
+    def _watch(self, monitor: str, mode: str) -> None:
+        """A feedback policy's constructor sets the metric it watches and its direction here, both checked."""
+        self.monitor, self.mode = require_monitor(monitor), require_mode(mode)
 
     @property
     def needs_metrics(self) -> bool:
@@ -287,8 +300,7 @@ class BoundedPolicy(LRPolicy):
         self.max_lr = None if max_lr is None else require_positive("max_lr", max_lr)
         if self.min_lr is not None and self.max_lr is not None:
             require_lr_bounds(self.min_lr, self.max_lr)
-        self.min_factor = require_in_range("min_factor", min_factor, 0.0, 1.0, high_closed=True)
-        self.max_factor = require_in_range("max_factor", max_factor, 1.0, math.inf, low_closed=True)
+        self.min_factor, self.max_factor = require_factor_bounds(min_factor, max_factor)
 
     @property
     def bounds(self) -> str:

@@ -1,20 +1,18 @@
 """Open-loop baselines: fixed schedules that ignore feedback, written as closed forms of the tick.
 
 Each matches its `torch.optim.lr_scheduler` counterpart (tests compare them over 100 ticks), so a comparison
-against "the usual schedule" is a comparison against what people actually run. `Warmup` wraps any policy,
-feedback controllers included.
+against "the usual schedule" is a comparison against what people actually run. A linear warmup in front of any
+policy is `warmup.Warmup`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 from adaptive_lr.schedulers.base import (
     LRPolicy,
     Observation,
-    PolicyConfigError,
+    require_bool,
     require_in_range,
     require_int,
     require_positive,
@@ -86,80 +84,9 @@ class Cosine(ClosedForm):
         super().__init__()
         self.t_max = require_int("t_max", t_max, minimum=1)
         self.eta_min = require_in_range("eta_min", eta_min, 0.0, math.inf, low_closed=True)
-        if not isinstance(periodic, bool):
-            raise PolicyConfigError(f"periodic must be a bool, got {periodic!r}")
-        self.periodic = periodic
+        self.periodic = require_bool("periodic", periodic)
 
     def _lrs_at(self, t: int) -> list[float]:
         if t >= self.t_max and not self.periodic:
             return [self.eta_min] * len(self.base_lrs)
         return [cosine_between(base, self.eta_min, t, self.t_max) for base in self.base_lrs]
-
-
-class Warmup(LRPolicy):
-    """Linear warmup in front of any policy: the inner policy's LRs times a factor that climbs to 1.
-
-    `factor_t = start_factor + (1 - start_factor) * min(t, warmup) / warmup`, which is
-    `torch.optim.lr_scheduler.LinearLR(start_factor, end_factor=1.0, total_iters=warmup)`.
-
-    The inner policy sees every observation, from tick 1, as if it ran alone; only its output is scaled, so a
-    feedback controller's clamping bounds apply before the warmup factor. `monitor`, `mode`, `needs_metrics`, `needs_probe`,
-    `decides_before_step`, `learns`, `save_learned`, `bind` and `last_decision` are the inner policy's (its `Decision` keeps the inner, unscaled LRs; the applied ones are in
-    `lrs`).
-    """
-
-    def __init__(self, policy: LRPolicy, warmup: int, start_factor: float = 0.1) -> None:
-        super().__init__()
-        if not isinstance(policy, LRPolicy):
-            raise PolicyConfigError(f"policy must be an LRPolicy, got {type(policy).__name__}")
-        self.policy = policy
-        self.warmup = require_int("warmup", warmup, minimum=1)
-        self.start_factor = require_in_range("start_factor", start_factor, 0.0, 1.0, high_closed=True)
-
-    @property
-    def monitor(self) -> str | None:  # type: ignore[override]
-        return self.policy.monitor
-
-    @property
-    def mode(self):  # type: ignore[override]
-        return self.policy.mode
-
-    @property
-    def needs_probe(self) -> bool:  # type: ignore[override]
-        return self.policy.needs_probe
-
-    @property
-    def decides_before_step(self) -> bool:  # type: ignore[override]
-        return self.policy.decides_before_step
-
-    @property
-    def learns(self) -> bool:  # type: ignore[override]
-        return self.policy.learns
-
-    def save_learned(self, path: Any) -> None:
-        self.policy.save_learned(path)
-
-    def bind(self, optimizer: Any, probe: Any = None) -> None:
-        self.policy.bind(optimizer, probe)
-
-    def factor(self, t: int) -> float:
-        return self.start_factor + (1.0 - self.start_factor) * min(t, self.warmup) / self.warmup
-
-    def _lrs_at_reset(self) -> list[float]:
-        return self._scaled(self.policy.reset(self.base_lrs))
-
-    def _update(self, obs: Observation) -> list[float]:
-        lrs = self.policy.observe(obs)
-        self.last_decision = self.policy.last_decision
-        return self._scaled(lrs)
-
-    def _scaled(self, lrs: list[float]) -> list[float]:
-        factor = self.factor(self.tick)
-        return [lr * factor for lr in lrs]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "inner": self.policy.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.policy.load_state_dict(state["inner"])

@@ -12,14 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from adaptive_lr.schedulers.base import (
-    BoundedPolicy,
-    Observation,
-    PolicyConfigError,
-    require_in_range,
-    require_int,
-    require_mode,
-)
+from adaptive_lr.schedulers.base import BoundedPolicy, Observation, require_in_range, require_int
 
 #: guard against dividing by a watched value of exactly zero
 _REL_EPS = 1e-12
@@ -62,10 +55,7 @@ class Heuristic(BoundedPolicy):
         max_factor: float = 100.0,
     ) -> None:
         super().__init__(min_lr, max_lr, min_factor, max_factor)
-        if not isinstance(monitor, str) or not monitor:
-            raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
-        self.monitor = monitor
-        self.mode = require_mode(mode)
+        self._watch(monitor, mode)
         self.raise_threshold = require_in_range("raise_threshold", raise_threshold, 0.0, 1.0)
         self.up_factor = require_in_range("up_factor", up_factor, 1.0, math.inf)
         self.down_factor = require_in_range("down_factor", down_factor, 0.0, 1.0)

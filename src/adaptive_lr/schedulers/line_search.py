@@ -31,8 +31,9 @@ from typing import Any
 
 import torch
 
+from adaptive_lr.checks import is_number
+from adaptive_lr.schedulers.anchored import Anchor, AnchoredPolicy
 from adaptive_lr.schedulers.base import Decision, Observation, PolicyConfigError
-from adaptive_lr.schedulers.hypergradient import Anchor, AnchoredPolicy
 
 
 class LineSearch(AnchoredPolicy):
@@ -56,9 +57,7 @@ class LineSearch(AnchoredPolicy):
     ) -> None:
         super().__init__(min_lr, max_lr, min_factor, max_factor)
         ok = isinstance(factors, Sequence) and not isinstance(factors, str) and len(factors) > 0
-        ok = ok and all(
-            isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0 for f in factors
-        )
+        ok = ok and all(is_number(f) and f > 0 for f in factors)
         if not ok:
             raise PolicyConfigError(f"factors must be a non-empty list of positive numbers, got {factors!r}")
         self.factors = tuple(float(f) for f in factors)

@@ -17,8 +17,6 @@ from adaptive_lr.schedulers.base import (
     require_choice,
     require_in_range,
     require_int,
-    require_mode,
-    require_monitor,
 )
 
 
@@ -60,8 +58,7 @@ class Plateau(LRPolicy):
         eps: float = 1e-8,
     ) -> None:
         super().__init__()
-        self.monitor = require_monitor(monitor)
-        self.mode = require_mode(mode)
+        self._watch(monitor, mode)
         self.factor = require_in_range("factor", factor, 0.0, 1.0)
         self.patience = require_int("patience", patience, minimum=0)
         self.threshold = require_in_range("threshold", threshold, 0.0, math.inf, low_closed=True)

@@ -26,10 +26,9 @@ from adaptive_lr.schedulers.base import (
     LRPolicy,
     Observation,
     require_choice,
+    require_factor_bounds,
     require_in_range,
     require_int,
-    require_mode,
-    require_monitor,
 )
 
 
@@ -92,8 +91,7 @@ class PlateauFeedback(LRPolicy):
         max_factor: float = 4.0,
     ) -> None:
         super().__init__()
-        self.monitor = require_monitor(monitor)
-        self.mode = require_mode(mode)
+        self._watch(monitor, mode)
         self.smoothing = require_in_range("smoothing", smoothing, 0.0, 1.0, low_closed=True)
         self.decide_every = require_int("decide_every", decide_every, minimum=1)
         self.window = math.ceil(1.0 / (1.0 - self.smoothing) - 1e-9)  # values the EMA takes in before a decision
@@ -104,8 +102,7 @@ class PlateauFeedback(LRPolicy):
         self.cooldown = require_int("cooldown", cooldown, minimum=0)
         self.up_factor = require_in_range("up_factor", up_factor, 1.0, math.inf)
         self.raise_patience = require_int("raise_patience", raise_patience, minimum=0)
-        self.min_factor = require_in_range("min_factor", min_factor, 0.0, 1.0, high_closed=True)
-        self.max_factor = require_in_range("max_factor", max_factor, 1.0, math.inf, low_closed=True)
+        self.min_factor, self.max_factor = require_factor_bounds(min_factor, max_factor)
         self._clear()
 
     def _clear(self) -> None:

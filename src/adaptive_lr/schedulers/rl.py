@@ -47,13 +47,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from adaptive_lr.checks import is_number
 from adaptive_lr.schedulers.base import (
     BoundedPolicy,
     Observation,
     PolicyConfigError,
+    require_bool,
     require_in_range,
     require_int,
-    require_mode,
     require_positive,
 )
 from adaptive_lr.schedulers.features import FeatureExtractor
@@ -66,7 +67,7 @@ def _require_factors(factors: Sequence[float]) -> tuple[float, ...]:
     ok = (
         values is not None
         and len(values) >= 2
-        and all(isinstance(f, (int, float)) and not isinstance(f, bool) and math.isfinite(f) and f > 0 for f in values)
+        and all(is_number(f) and f > 0 for f in values)
         and len(set(values)) == len(values)
         and min(values) < 1.0
     )
@@ -132,21 +133,15 @@ class LearnedController(BoundedPolicy):
         record_episode: bool = False,
     ) -> None:
         super().__init__(min_lr, max_lr, min_factor, max_factor)
-        for name, flag in (("online", online), ("explore", explore), ("record_episode", record_episode)):
-            if not isinstance(flag, bool):
-                raise PolicyConfigError(f"{name} must be a bool, got {flag!r}")
-        self.online, self.explore, self.record_episode = online, explore, record_episode
+        self.online, self.explore, self.record_episode = (
+            require_bool(name, flag) for name, flag in
+            (("online", online), ("explore", explore), ("record_episode", record_episode)))
         # a frozen policy (no learning, nothing recorded) has nothing worth saving after a run
         self.learns = online or record_episode
-        if not isinstance(monitor, str) or not monitor:
-            raise PolicyConfigError(f"monitor must be a non-empty metric name, got {monitor!r}")
-        self.monitor = monitor
-        self.mode = require_mode(mode)
+        self._watch(monitor, mode)
         self.factors = _require_factors(factors)
         self.reward_scale = require_positive("reward_scale", reward_scale)
-        if not isinstance(reward_baseline, bool):
-            raise PolicyConfigError(f"reward_baseline must be a bool, got {reward_baseline!r}")
-        self.reward_baseline = reward_baseline
+        self.reward_baseline = require_bool("reward_baseline", reward_baseline)
         self.divergence_rise = None if divergence_rise is None else require_positive("divergence_rise", divergence_rise)
         self.seed = require_int("seed", seed, minimum=0)
         self.features = FeatureExtractor(monitor, mode, horizon, val_key=val_key, grad_norm_key=grad_norm_key)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from adaptive_lr.schedulers.base import (
     PolicyConfigError,
+    require_bool,
     require_choice,
     require_in_range,
     require_int,
@@ -115,9 +116,7 @@ class OneCycle(ClosedForm):
         self.anneal_strategy = require_choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
         self.div_factor = require_positive("div_factor", div_factor)
         self.final_div_factor = require_positive("final_div_factor", final_div_factor)
-        if not isinstance(three_phase, bool):
-            raise PolicyConfigError(f"three_phase must be a bool, got {three_phase!r}")
-        self.three_phase = three_phase
+        self.three_phase = require_bool("three_phase", three_phase)
         # (end tick, LR at the start, LR at the end) per phase, LRs named as in the docstring; torch's boundaries
         warm = float(self.pct_start * self.total_steps) - 1
         if three_phase:

@@ -3,16 +3,17 @@
 A task kind (classification, forecasting) subclasses `EpochMeanTask` and implements `batch_metrics`, which
 returns the batch loss (with its graph, for training) and a 1-D tensor of batch means aligned with the stage's
 metric names. Everything else lives here once:
-  1. manual optimisation: zero_grad/backward/step without Lightning's per-step closure and hook chain (~0.15 ms of
-     a ~2 ms MNIST-MLP step, `make bench`); consequence: Trainer's gradient_clip_val and accumulate_grad_batches
-     do not apply to these tasks. On one device in fp32 (`SingleDeviceStrategy`, the plain `Precision` plugin,
-     one optimizer) the step goes straight to the torch optimizer and `loss.backward()` (~35-60 us less per
-     MNIST-MLP step of ~0.8 ms, timed with perf_counter around `training_step`), keeping what Lightning's path
-     does there: the step counter (`global_step`) and the `on_before_optimizer_step` hooks of the callbacks and
-     the module that override it, called with the gradients in place (what it needs is captured once at train
-     start, `DirectStep`: no per-step lookup through `compat`). A module or callback that overrides
-     `backward`, `on_before_backward` or `on_after_backward`, and every other strategy or precision (DDP, mixed
-     precision), takes Lightning's path (`manual_backward`, `LightningOptimizer.step`);
+  1. manual optimisation: zero_grad/backward/step without Lightning's per-step closure and hook chain (part of
+     the fixed cost per step that the MNIST rows of `benchmarks/results.md` measure); consequence: Trainer's
+     gradient_clip_val and accumulate_grad_batches do not apply to these tasks. On one device in fp32
+     (`SingleDeviceStrategy`, the plain `Precision` plugin, one optimizer) the step goes straight to the torch
+     optimizer and `loss.backward()` (~35-60 us less per MNIST-MLP step, timed with perf_counter around
+     `training_step`; a whole step: `benchmarks/results.md`), keeping what Lightning's path does there: the
+     step counter (`global_step`) and the `on_before_optimizer_step` hooks of the callbacks and the module that
+     override it, called with the gradients in place (what it needs is captured once at train start,
+     `DirectStep`: no per-step lookup through `compat`). A module or callback that overrides `backward`,
+     `on_before_backward` or `on_after_backward`, and every other strategy or precision (DDP, mixed precision),
+     takes Lightning's path (`manual_backward`, `LightningOptimizer.step`);
   2. batch metrics summed on the device (`EpochMeans`): no per-step `self.log`, `.item()` or cross-rank sync;
      the sums are all-reduced once per epoch and stage and published with `self.log(logger=False)` into
      `trainer.callback_metrics`, where controllers and the tracking callbacks (`EpochMetrics`) read them;
@@ -20,10 +21,11 @@ metric names. Everything else lives here once:
      or at `on_train_epoch_end` when no validation ran;
   4. non-finite training losses counted on the device (`nonfinite_steps`), read once per epoch by `EpochMetrics`;
   5. batches of in-memory tensors already on the device skip Lightning's recursive transfer;
-  6. two costs Lightning adds to every step are paid once instead (~0.14 ms of a ~4 ms MNIST-MLP step, timeit):
-     it sets `_current_fx_name` on the module around every hook (~35 times a step, each through
-     `nn.Module.__setattr__`'s checks for parameters, buffers and submodules: a plain string needs none of them),
-     and it calls `inspect.signature(training_step)` every step (the step methods carry a precomputed one);
+  6. two costs Lightning adds to every step are paid once instead (~0.14 ms a step, timeit; a whole step:
+     `benchmarks/results.md`): it sets `_current_fx_name` on the module around every hook (~35 times a step,
+     each through `nn.Module.__setattr__`'s checks for parameters, buffers and submodules: a plain string needs
+     none of them), and it calls `inspect.signature(training_step)` every step (the step methods carry a
+     precomputed one);
   7. after every validation during fit, a fixed train subset of the validation set's size (the datamodule's
      `train_eval_dataloader`) is evaluated the same way (eval mode, no gradient, no augmentation) and published as
      `train_eval_{name}` with the train metric names: the generalization gap compares it with `val_{metric}`,
@@ -39,6 +41,11 @@ metric names. Everything else lives here once:
   9. a checkpoint holds the running epoch sums of (2) (`epoch_sums`), so a run restored from a checkpoint written
      mid-epoch (`checkpoint.every_n_steps`) publishes the same epoch means as the uninterrupted run; under DDP the
      ranks' sums are added into the checkpoint and restored on rank 0 (the same means, summed in another order).
+ 10. Lightning wraps every hook call (about 20 per training step) in `trainer.profiler.profile(name)`. Its default
+     `PassThroughProfiler` does nothing there, but `profile` is a `@contextmanager` generator: each call builds a
+     generator and a context manager, 2.6 us against 0.5 us for `NoProfiler`, which returns one shared no-op
+     context (timeit, this machine): ~0.04 ms a step (an MNIST-MLP step's own time: `benchmarks/results.md`). The
+     runner hands `NoProfiler` to the Trainer unless the config asks for a profiler (`trainer.profiler=simple`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +62,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
@@ -344,3 +353,14 @@ class EpochMeanTask(L.LightningModule):
         finally:
             self.model.train(was_training)
         return float(loss.item())  # sync point: one per probe
+
+
+_NO_OP = nullcontext()
+
+
+class NoProfiler(PassThroughProfiler):
+    """`PassThroughProfiler` whose `profile(name)` is one reused `nullcontext` (no generator per hook call; module
+    docstring, 10)."""
+
+    def profile(self, action_name: str) -> Any:  # type: ignore[override]
+        return _NO_OP

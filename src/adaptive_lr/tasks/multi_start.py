@@ -18,6 +18,8 @@ from typing import Protocol, TypeVar
 import numpy as np
 import torch
 
+from adaptive_lr.checks import require_int
+
 Batch = Sequence[torch.Tensor]
 
 
@@ -60,8 +62,7 @@ def choose_init(build: Callable[[], C], batches: Sequence[Batch], k: int, seed: 
     Ties go to the lowest index; a non-finite loss never wins unless every candidate has one. Deterministic given
     (`build`, `batches`, `k`, `seed`).
     """
-    if not (isinstance(k, int) and not isinstance(k, bool) and k >= 1):
-        raise ValueError(f"multi_start.k must be a positive int, got {k!r}")
+    require_int("multi_start.k", k, minimum=1, allowed="a positive int")
     batches = list(batches)
     if not batches:
         raise ValueError("multi_start needs at least one batch to measure the initial loss, got none")

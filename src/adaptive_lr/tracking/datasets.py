@@ -54,6 +54,22 @@ def dataset_input(name: str, checksum: str, datamodule: Any) -> Any:
     return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXT)])
 
 
-def log_dataset_input(client: Any, run_id: str, name: str, checksum: str, datamodule: Any) -> None:
-    """Record the run's data as its dataset input (once, when the run is created; MLflow keeps one per digest)."""
-    client.log_inputs(run_id, datasets=[dataset_input(name, checksum, datamodule)])
+def log_dataset_input(client: Any, run_id: str, name: str, checksum: str, datamodule: Any, tries: int = 5) -> None:
+    """Record the run's data as its dataset input (once, when the run is created; MLflow keeps one per digest).
+
+    MLflow's SQL store inserts a dataset it has not seen without locking: two grid workers that start runs on the
+    same data at the same moment both insert it, and the second fails on the table's unique key. The dataset then
+    exists, so trying again links it; a few tries with a short pause cover any number of concurrent workers."""
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    inputs = [dataset_input(name, checksum, datamodule)]
+    for attempt in range(tries):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as err:
+            if "UNIQUE constraint failed" not in str(err) or attempt == tries - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))

@@ -48,7 +48,13 @@ def resolve_tracking_uri(uri: str | None, mlruns_dir: Path) -> str:
 
 
 def git_commit(cwd: Path | None = None) -> str:
-    """The commit the code runs at, with `-dirty` when the tree has uncommitted changes; `unknown` outside git."""
+    """The commit the code runs at, with `-dirty` when the tree has uncommitted changes; `unknown` outside git. Asked
+    of the repository the running package lives in (`cwd` by default: the project root), not of the shell's working
+    folder: a grid started from another checkout than the code it imports would otherwise tag that checkout's commit."""
+    if cwd is None:
+        from adaptive_lr.config import PROJECT_ROOT
+
+        cwd = PROJECT_ROOT
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,

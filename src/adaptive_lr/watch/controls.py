@@ -1,5 +1,5 @@
 """The page's LR controls as commands in the run's control file: the same check and the same file as
-`adaptive-lr set-lr / scale-lr / release-lr` (`schedulers.live`), so the run applies them at its next poll
+`adaptive-lr set-lr / scale-lr / release-lr` (`adaptive_lr.live_control`), so the run applies them at its next poll
 (`live_control.every_n_steps`) and logs each as a `human` decision.
 
     slider     set <value>     hold the LR at the slider's value
@@ -47,7 +47,7 @@ def send(run_dir: Path | None, run_id: str, op: str, value: float | None = None)
     folder is not on this machine) is refused with the same ConfigError as `adaptive-lr set-lr`."""
     # the check `set-lr` makes: RUNNING, its process alive, its folder here
     from adaptive_lr.cli import _running_folder
-    from adaptive_lr.schedulers.live import write_command
+    from adaptive_lr.live_control import write_command
 
     if run_dir is None:
         raise ConfigError(f"run {run_id} has no run folder on this machine: its LR can be steered only where it runs")

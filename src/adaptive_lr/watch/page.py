@@ -64,6 +64,18 @@ class RunPanel:
         self.low, self.high = run.lr_range()
         self._lr_seen: float | None = None
         self._layer_mtime: int | None = None
+        self._build_curves()
+        self._build_decisions()
+        self._build_controls()
+        bar_figs = self._build_bars()
+        self.layout = column(self.header, self.lr_fig, self.loss_fig, self.metric_fig, self.slider,
+                             row(*self.buttons), self.status, self.bar_title, *bar_figs, name=f"{slot}:column")
+
+    # -- the column's parts, built in the order they are shown ------------------------------------------------------
+    def _build_curves(self) -> None:
+        """The header and the three figures (LR, loss, task metric) on one step axis, with the loss and metric
+        curves; the LR lines are added as groups appear (`_lr_source`)."""
+        run, slot, width = self.run, self.slot, self.width
         tools = "pan,wheel_zoom,box_zoom,reset,save"
 
         self.header = Div(text=self._header(None), width=width, name=f"{slot}:header")
@@ -85,9 +97,11 @@ class RunPanel:
             fig.legend.location = "top_right"
             fig.legend.click_policy = "hide"
 
+    def _build_decisions(self) -> None:
+        """The controller's decisions as markers on the LR figure (hover: action and factor)."""
         names = _action_names()
         self.decisions = ColumnDataSource({"step": [], "lr": [], "action": [], "factor": []},
-                                          name=f"{slot}:decisions")
+                                          name=f"{self.slot}:decisions")
         markers = self.lr_fig.scatter("step", "lr", source=self.decisions, marker="triangle", size=10,
                                       line_color="black", legend_field="action",
                                       color=factor_cmap("action", Category20_20[:len(names)], names))
@@ -98,6 +112,9 @@ class RunPanel:
         self.lr_fig.legend.click_policy = "hide"
         self.lr_fig.legend.background_fill_alpha = 0.5  # the curves stay visible under it
 
+    def _build_controls(self) -> None:
+        """The log-scale LR slider within the run's bounds, the buttons and the line with their last outcome."""
+        slot, width = self.slot, self.width
         self.slider = Slider(start=math.log10(self.low), end=math.log10(self.high), step=SLIDER_STEP,
                              value=controls.lr_to_slider(float("nan"), self.low, self.high),
                              title=f"LR, log scale within [{self.low:.3g}, {self.high:.3g}]",
@@ -112,6 +129,9 @@ class RunPanel:
             self.buttons.append(button)
         self.status = Div(text="", width=width, name=f"{slot}:status")
 
+    def _build_bars(self) -> list[Any]:
+        """The parameter view's bars (values, update, effective LR) on one element axis; the figures, in order."""
+        slot, width = self.slot, self.width
         self.bars = ColumnDataSource({"index": [], "value": [], "update": [], "lr": [], "lr_base": []},
                                      name=f"{slot}:bars")
         self.bar_title = Div(text=self._no_layer(), width=width, name=f"{slot}:bar_title")
@@ -129,8 +149,7 @@ class RunPanel:
                      color=color)
             fig.xaxis.visible = column_name == "lr"
             bar_figs.append(fig)
-        self.layout = column(self.header, self.lr_fig, self.loss_fig, self.metric_fig, self.slider,
-                             row(*self.buttons), self.status, self.bar_title, *bar_figs, name=f"{slot}:column")
+        return bar_figs
 
     # -- sources ---------------------------------------------------------------------------------------------------
     def _source(self, key: str) -> ColumnDataSource:
@@ -243,7 +262,7 @@ class RunPanel:
 
     def _holder(self) -> str:
         """Who sets the LR, from the run's control file: the scheduler, or a person's last command."""
-        from adaptive_lr.schedulers.live import CONTROL_FILE, read_command
+        from adaptive_lr.live_control import CONTROL_FILE, read_command
 
         path = None if self.run.run_dir is None else Path(self.run.run_dir) / CONTROL_FILE
         if path is None or not path.is_file():

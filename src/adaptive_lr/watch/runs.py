@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adaptive_lr.checks import is_number
 from adaptive_lr.config import ConfigError
 from adaptive_lr.watch import readers
 from adaptive_lr.watch.readers import Points
@@ -52,7 +53,7 @@ class WatchedRun:
     def start_lr(self) -> float:
         """The starting LR the policy's relative bounds refer to: the optimizer's configured `lr`, else the run's."""
         for value in (self.config.get("optimizer", {}).get("lr"), self.config.get("lr")):
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            if is_number(value) and value > 0:
                 return float(value)
         return 0.01
 
