@@ -97,6 +97,16 @@ def grid_on_cluster(cluster, home: Path, grid: Path, *args: str) -> subprocess.P
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def each_cell_finished_once(returncode: int, out: str, uri: str, experiment: str, second: str) -> list:
+    """The grid (fixed and `second` x seeds 0, 1) exited cleanly and each cell has one FINISHED run; its runs."""
+    assert returncode == 0, out
+    assert "4/4 done" in out and "0 failed" in out, out
+    runs = cell_runs(uri, experiment=experiment)
+    assert Counter(r.data.tags["cell"] for r in runs if r.info.status == "FINISHED") == Counter(
+        c.format(s) for c in CELLS for s in ("fixed", second))
+    return runs
+
+
 def parent_process(pid: int) -> int | None:
     try:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
@@ -135,11 +145,7 @@ def test_a_grid_on_a_two_node_ray_cluster_lands_on_the_tracking_server_and_survi
         drivers.append(proc := grid_on_cluster(cluster, home, grid, "--report"))
         out = proc.communicate(timeout=900)[0]
         timings["grid"] = time.monotonic() - t
-        assert proc.returncode == 0, out
-        assert "4/4 done" in out and "0 failed" in out, out
-        runs = cell_runs(cluster.tracking_uri, experiment="on-cluster")
-        assert Counter(r.data.tags["cell"] for r in runs if r.info.status == "FINISHED") == Counter(
-            c.format(s) for c in CELLS for s in ("fixed", "rl_bandit"))
+        runs = each_cell_finished_once(proc.returncode, out, cluster.tracking_uri, "on-cluster", "rl_bandit")
         assert len(runs) == 4  # nothing else: no RUNNING, KILLED or FAILED run beside them
         assert len({r.data.tags["ray_node"] for r in runs}) == 2  # cells ran on both nodes
         for r in runs:
@@ -179,11 +185,7 @@ def test_a_grid_on_a_two_node_ray_cluster_lands_on_the_tracking_server_and_survi
         timings["kill_after"] = time.monotonic() - t
         out = proc.communicate(timeout=900)[0]
         timings["grid_with_dead_node"] = time.monotonic() - t
-        assert proc.returncode == 0, out
-        assert "4/4 done" in out and "0 failed" in out, out
-        runs = cell_runs(cluster.tracking_uri, experiment="dead-node")
-        assert Counter(r.data.tags["cell"] for r in runs if r.info.status == "FINISHED") == Counter(
-            c.format(s) for c in CELLS for s in ("fixed", "heuristic"))
+        runs = each_cell_finished_once(proc.returncode, out, cluster.tracking_uri, "dead-node", "heuristic")
         assert [r.info.status for r in runs if r.info.status != "FINISHED"] in ([], ["KILLED"])
         # on loopback the run folder is on a disk both nodes share: the retry continued the killed run itself
         resumed = client.get_run(victim.info.run_id)

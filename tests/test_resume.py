@@ -193,26 +193,32 @@ def test_sigkilled_after_a_mid_epoch_checkpoint_resumes_identically(home, client
     assert not (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
-def test_a_step_controller_watching_val_loss_resumes_mid_epoch_identically(home, client, monkeypatch):
-    """In-process, interrupted at a fixed step 2 batches after a step checkpoint; the controller decides every 2
-    steps on the previous validation's loss, so its decisions after the restore need the published val_loss."""
+def interrupted_run(client, monkeypatch, overrides: list[str], batch: int):
+    """Run `overrides` as experiment `killed`, SIGTERM'd at `batch` of its second epoch; its (KILLED) run."""
     from adaptive_lr.tasks.classification import ClassificationTask
 
-    overrides = [*STEP_CONTROLLER, "trainer.max_epochs=3", STEP_CHECKPOINTS]
-    straight = run(compose([*overrides, "experiment=straight"]))
-    assert len({v for _, v in histories(client, straight.run_id)["lr"]}) > 2  # the controller did move the LR
     train_step = ClassificationTask.training_step
 
-    def interrupt_in_epoch_2(self, batch, batch_idx):
-        if self.current_epoch == 1 and batch_idx == 9:  # the last checkpoint: 7 batches into epoch 2 (step 24)
+    def interrupt_in_epoch_2(self, batch_, batch_idx):
+        if self.current_epoch == 1 and batch_idx == batch:
             os.kill(os.getpid(), signal.SIGTERM)
-        return train_step(self, batch, batch_idx)
+        return train_step(self, batch_, batch_idx)
 
     with monkeypatch.context() as m:
         m.setattr(ClassificationTask, "training_step", interrupt_in_epoch_2)
         with pytest.raises(RunInterrupted):
             run(compose([*overrides, "experiment=killed"]))
-    killed = only_run(client, "killed")
+    return only_run(client, "killed")
+
+
+def test_a_step_controller_watching_val_loss_resumes_mid_epoch_identically(home, client, monkeypatch):
+    """In-process, interrupted at a fixed step 2 batches after a step checkpoint; the controller decides every 2
+    steps on the previous validation's loss, so its decisions after the restore need the published val_loss."""
+
+    overrides = [*STEP_CONTROLLER, "trainer.max_epochs=3", STEP_CHECKPOINTS]
+    straight = run(compose([*overrides, "experiment=straight"]))
+    assert len({v for _, v in histories(client, straight.run_id)["lr"]}) > 2  # the controller did move the LR
+    killed = interrupted_run(client, monkeypatch, overrides, batch=9)  # last checkpoint: 7 batches into epoch 2
     assert mid_epoch_position(Path(killed.data.tags["run_dir"]) / "checkpoints" / "last.ckpt") == (1, 7)
     before = histories(client, killed.info.run_id)
 
@@ -272,22 +278,10 @@ def test_resume_refuses_finished_and_unknown_runs_and_bad_checkpoint_settings(ho
 
 
 def test_without_checkpoints_a_resumed_run_starts_over_in_the_same_run(home, client, monkeypatch):
-    from adaptive_lr.tasks.classification import ClassificationTask
 
     overrides = [*KILLED, "trainer.max_epochs=3", "checkpoint.every_n_epochs=0"]
     straight = run(compose([*overrides, "experiment=straight"]))
-    train_step = ClassificationTask.training_step
-
-    def interrupt_in_epoch_2(self, batch, batch_idx):
-        if self.current_epoch == 1 and batch_idx == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return train_step(self, batch, batch_idx)
-
-    with monkeypatch.context() as m:
-        m.setattr(ClassificationTask, "training_step", interrupt_in_epoch_2)
-        with pytest.raises(RunInterrupted):
-            run(compose([*overrides, "experiment=killed"]))
-    killed = only_run(client, "killed")
+    killed = interrupted_run(client, monkeypatch, overrides, batch=3)
     assert not (Path(killed.data.tags["run_dir"]) / "checkpoints").exists()
     before = histories(client, killed.info.run_id)
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from adaptive_lr.checks import require_int
 from adaptive_lr.config import ConfigError, to_container, upgrade_stored
 from adaptive_lr.runtime import configure_environment, configure_runtime
+from adaptive_lr.tracking import schema
 
 
 @dataclass
@@ -86,7 +87,7 @@ def provenance() -> dict[str, Any]:
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.machine()})"
-    return {"host": platform.node(), "pid": os.getpid(), "cpu_count": os.cpu_count(),
+    return {schema.HOST: platform.node(), schema.PID: os.getpid(), "cpu_count": os.cpu_count(),
             "torch_version": torch.__version__, "python_version": platform.python_version(), "device": device,
             "load_avg_start": _load_average()}
 
@@ -312,13 +313,14 @@ def _place(cfg: DictConfig, resume: str | None, ckpt_path: str | None) -> _Place
 def _tags(cfg: DictConfig, datamodule: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
     """What a report needs to know of a run without reading its config: identity, budget, margins, provenance."""
     tags = {
-        "experiment": cfg.experiment, "task": cfg.task.name, "scheduler": cfg.scheduler.name, "seed": cfg.seed,
+        "experiment": cfg.experiment, schema.TASK: cfg.task.name, schema.SCHEDULER: cfg.scheduler.name,
+        schema.SEED: cfg.seed,
         "metric": cfg.task.metric, "metric_mode": cfg.task.mode, "threshold": cfg.task.threshold,
         "equivalence_margin": cfg.task.get("margin", ""),
         "margin_relative": str(bool(cfg.task.get("margin_relative", False))).lower(),
         "max_epochs": cfg.trainer.max_epochs, "steps_per_epoch": datamodule.steps_per_epoch(),
-        "adaptive": str(bool(cfg.scheduler.adaptive)).lower(), "config_hash": config_hash(cfg),
-        "data_checksum": datamodule.fingerprint(),
+        "adaptive": str(bool(cfg.scheduler.adaptive)).lower(), schema.CONFIG_HASH: config_hash(cfg),
+        schema.DATA_CHECKSUM: datamodule.fingerprint(),
         **(extra or {}),
     }  # fmt: skip
     tags.update(provenance())
@@ -345,7 +347,7 @@ def _loggers(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked: Any
     if resume is None:  # the run's data as its MLflow dataset input, digest = its data checksum
         from adaptive_lr.tracking.datasets import log_dataset_input
 
-        log_dataset_input(tracked.client, tracked.run_id, cfg.task.name, tracked.tags["data_checksum"],
+        log_dataset_input(tracked.client, tracked.run_id, cfg.task.name, tracked.tags[schema.DATA_CHECKSUM],
                           parts["datamodule"])
     tensorboard = []
     if cfg.logger.tensorboard:  # events in the run folder, named <experiment>/<task>/<scheduler>/seed<N> for TB
@@ -354,7 +356,8 @@ def _loggers(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked: Any
         tensorboard = [LeanTensorBoardLogger(str(place.run_dir / EVENTS))]
         extra = tracked.tags
         link_run(Path(cfg.paths.get("tensorboard") or Path(cfg.paths.root) / "tensorboard"), cfg.experiment,
-                 run_name(cfg.task.name, cfg.scheduler.name, cfg.seed, extra.get("cell", ""), extra.get("phase", "")),
+                 run_name(cfg.task.name, cfg.scheduler.name, cfg.seed, extra.get(schema.CELL, ""),
+                          extra.get(schema.PHASE, "")),
                  place.run_dir / EVENTS)
     return [mlflow_logger, *tensorboard]
 

@@ -30,6 +30,7 @@ from adaptive_lr.reporting import (
 )
 from adaptive_lr.reporting.metrics import COMPARISON_COLUMNS, SUMMARY_COLUMNS
 from adaptive_lr.reporting.report import GENERATED_PREFIX, _new_folder
+from adaptive_lr.tracking import schema
 
 NOW = datetime(2025, 1, 2, 3, 4, 5)
 NAN, INF = math.nan, math.inf
@@ -435,7 +436,7 @@ def test_new_folder_never_overwrites(tmp_path):
 
 def test_load_runs_pages_through_search_and_decodes_histories(store, monkeypatch):
     uri, special = store
-    monkeypatch.setattr(collect, "_PAGE_SIZE", 4)
+    monkeypatch.setattr(schema, "PAGE_SIZE", 4)
     data = load_runs("demo", uri)
     assert len(data.runs) == 17 and len(data.finished) == 15
     assert set(data.epochs["run_id"]) == set(data.finished["run_id"])  # no histories of unfinished runs

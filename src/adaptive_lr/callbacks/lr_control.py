@@ -17,6 +17,7 @@ from adaptive_lr.errors import UserError
 from adaptive_lr.live_control import LiveOverride
 from adaptive_lr.optim.effective_lr import effective_lr
 from adaptive_lr.schedulers.base import ACTIONS, INTERVALS, LRPolicy, Observation
+from adaptive_lr.tracking import schema
 
 
 class LRControlConfigError(UserError, ValueError):
@@ -170,8 +171,8 @@ class LRControl(Callback):
             return
         self._apply(groups, self._overridden(self.policy.lrs))
         after = groups[0]["lr"]
-        self._log(trainer, {"controller_action": float(ACTIONS["human"]),
-                            "controller_factor": after / before if before > 0 else 1.0, "human_lr": after})
+        self._log(trainer, {schema.CONTROLLER_ACTION: float(ACTIONS["human"]),
+                            schema.CONTROLLER_FACTOR: after / before if before > 0 else 1.0, schema.HUMAN_LR: after})
         self._log_lr(trainer)
 
     def _overridden(self, lrs: list[float]) -> list[float]:
@@ -245,8 +246,8 @@ class LRControl(Callback):
         self._apply(self._param_groups(trainer), self._overridden(lrs))
         decision = self.policy.last_decision
         if decision is not None:
-            record = {"controller_action": float(ACTIONS.get(decision.action, -1)),
-                      "controller_factor": decision.factor}
+            record = {schema.CONTROLLER_ACTION: float(ACTIONS.get(decision.action, -1)),
+                      schema.CONTROLLER_FACTOR: decision.factor}
             if decision.value is not None and math.isfinite(decision.value):
                 record["controller_value"] = decision.value
             record.update({f"controller_{k}": float(v) for k, v in decision.extra.items()})
@@ -276,7 +277,7 @@ class LRControl(Callback):
         # the step size applied, not the multiplier a learning-rate-free optimizer keeps in group["lr"]; DoG's eta
         # is a tensor: a host sync, at this logging cadence only
         lrs = [effective_lr(g) for g in self._param_groups(trainer)]
-        record = {"lr" if i == 0 else f"lr/pg{i}": lr for i, lr in enumerate(lrs) if lr is not None}
+        record = {schema.LR if i == 0 else f"lr/pg{i}": lr for i, lr in enumerate(lrs) if lr is not None}
         if record:
             self._log(trainer, record)
 

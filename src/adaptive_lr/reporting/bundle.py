@@ -31,6 +31,7 @@ import pandas as pd
 
 from adaptive_lr.errors import UserError
 from adaptive_lr.reporting.collect import RUN_COLUMNS, RunData, require_results
+from adaptive_lr.tracking import schema
 
 FORMAT = 1
 MANIFEST = "bundle.json"
@@ -153,6 +154,11 @@ def _tag(value: object) -> str | None:
     return str(value)
 
 
+def _cell_key(tags: dict[str, str]) -> tuple[str, str, str]:
+    """What identifies a stored run as a grid cell's result: (config_hash, phase, seed) tags."""
+    return tags.get(schema.CONFIG_HASH, ""), tags.get(schema.PHASE, ""), tags.get(schema.SEED, "")
+
+
 def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
     """Recreate the FINISHED runs of a bundle in an MLflow store, so that a grid continued on another machine skips
     the cells they finished (a cell is its `config_hash` and `phase` tags) and a tuning phase finds their values.
@@ -165,8 +171,7 @@ def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
     client = MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(data.experiment)
     exp_id = found.experiment_id if found else client.create_experiment(data.experiment)
-    have = {(r.data.tags.get("config_hash", ""), r.data.tags.get("phase", ""), r.data.tags.get("seed", ""))
-            for r in client.search_runs([exp_id], "attributes.status = 'FINISHED'", max_results=50_000)}
+    have = {_cell_key(r.data.tags) for r in schema.search_all(client, [exp_id], "attributes.status = 'FINISHED'")}
     imported = skipped = 0
     for run in data.runs[data.runs["status"] == "FINISHED"].itertuples(index=False):
         key = (run.config_hash, run.phase, _tag(run.seed) or "")
@@ -175,10 +180,10 @@ def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
             continue
         tags = {c: t for c in TAG_COLUMNS if (t := _tag(getattr(run, c))) is not None}
         if math.isfinite(run.budget_fraction):
-            tags["budget_fraction"] = f"{run.budget_fraction:g}"
+            tags[schema.BUDGET_FRACTION] = f"{run.budget_fraction:g}"
         if math.isfinite(run.end_time):  # the original end: the import's own end time is not the run's
             tags["source_end_time"] = f"{run.end_time:.0f}"
-        tags.update({"scheduler": run.scheduler.removesuffix(" +warm"), "metric_mode": run.mode,
+        tags.update({schema.SCHEDULER: run.scheduler.removesuffix(" +warm"), "metric_mode": run.mode,
                      "adaptive": str(bool(run.adaptive)).lower(), "diverged": str(bool(run.diverged_tag)).lower(),
                      "margin_relative": str(bool(run.margin_relative)).lower(), "imported_from": str(run.run_id)})
         created = client.create_run(exp_id, run_name=run.run_name or None, start_time=int(run.start_time),
@@ -186,18 +191,18 @@ def import_bundle(folder: Path, tracking_uri: str) -> tuple[str, int, int]:
         run_id, ts = created.info.run_id, int(run.start_time)
         metrics = [Metric(m.name, m.value, ts, int(m.epoch))
                    for m in data.epochs[data.epochs["run_id"] == run.run_id].itertuples(index=False)]
-        metrics += [Metric("lr", m.value, ts, int(m.step))
+        metrics += [Metric(schema.LR, m.value, ts, int(m.step))
                     for m in data.lr[data.lr["run_id"] == run.run_id].itertuples(index=False)]
         for m in data.actions[data.actions["run_id"] == run.run_id].itertuples(index=False):
-            metrics += [Metric("controller_action", m.code, ts, int(m.step)),
-                        Metric("controller_factor", m.factor, ts, int(m.step))]  # fmt: skip
+            metrics += [Metric(schema.CONTROLLER_ACTION, m.code, ts, int(m.step)),
+                        Metric(schema.CONTROLLER_FACTOR, m.factor, ts, int(m.step))]  # fmt: skip
         last = int(run.max_epochs) if run.max_epochs is not pd.NA else 0
         finals = {f"test_{run.metric}": run.test_metric, "test_loss": run.test_loss,
                   f"test_naive_{run.metric}": run.test_baseline}  # fmt: skip
         if not (data.epochs["run_id"] == run.run_id).any():  # a tuning run: its final val is all a grid reads
             finals[f"val_{run.metric}"] = run.final_val
         metrics += [Metric(k, float(v), ts, last) for k, v in finals.items() if math.isfinite(v)]
-        params = [Param(run.lr_param or "lr", repr(float(run.lr)))] if math.isfinite(run.lr) else []
+        params = [Param(run.lr_param or schema.LR, repr(float(run.lr)))] if math.isfinite(run.lr) else []
         for i in range(0, max(len(metrics), 1), _BATCH):
             client.log_batch(run_id, metrics=metrics[i:i + _BATCH], params=params if i == 0 else [],
                              tags=[RunTag("mlflow.runName", run.run_name)] if i == 0 and run.run_name else [])
@@ -212,8 +217,6 @@ def latest_covers(reports_dir: Path, tracking_uri: str, experiment: str) -> Path
     nothing new needs no new report (`adaptive-lr experiment --report-changed`, used by `make study`)."""
     from mlflow.tracking import MlflowClient
 
-    from adaptive_lr.tracking.run import PARENT_TAG
-
     bundles = sorted(Path(reports_dir).glob(f"*/bundle/{MANIFEST}"))
     if not bundles:
         return None
@@ -221,11 +224,9 @@ def latest_covers(reports_dir: Path, tracking_uri: str, experiment: str) -> Path
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return None
-    store = Counter((r.data.tags.get("config_hash", ""), r.data.tags.get("phase", ""),
-                            r.data.tags.get("seed", ""))
-                           for r in client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
-                                                       max_results=50_000)
-                           if not r.data.tags.get(PARENT_TAG))  # fmt: skip  # the grid's own run is no cell
+    store = Counter(_cell_key(r.data.tags)
+                    for r in schema.search_all(client, [found.experiment_id], "attributes.status = 'FINISHED'")
+                    if not r.data.tags.get(schema.PARENT_TAG))  # fmt: skip  # the grid's own run is no cell
     data = read_bundle(bundles[-1].parent, results_required=False)
     done = data.runs[data.runs["status"] == "FINISHED"]
     held = Counter((r.config_hash, r.phase, _tag(r.seed) or "") for r in done.itertuples(index=False))

@@ -26,7 +26,7 @@ latest-value dict tells which exist).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,18 +34,19 @@ import pandas as pd
 
 from adaptive_lr.errors import UserError
 from adaptive_lr.schedulers.base import ACTIONS as POLICY_ACTIONS
+from adaptive_lr.tracking import schema
 
 FINISHED = "FINISHED"
 # epoch-indexed metrics read from every run, besides its train_<metric> and val_<metric>
-EPOCH_METRICS = ("train_loss", "val_loss", "epoch_time_s", "epoch_lr", "nonfinite_steps")
-EPOCH_KEY = "epoch"  # the epoch number, logged at the global step of the epoch's end (runs since issue 17)
+EPOCH_METRICS = (schema.TRAIN_LOSS, "val_loss", schema.EPOCH_TIME_S, schema.EPOCH_LR, "nonfinite_steps")
+EPOCH_KEY = schema.EPOCH  # the epoch number, logged at the global step of the epoch's end (runs since issue 17)
 # code -> name, inverted from the one table the controllers log with (so a new action is never "unknown" here)
 ACTIONS = {code: name for name, code in POLICY_ACTIONS.items()}
-_PAGE_SIZE = 1000
 TUNE, SWEEP = "tune", "sweep"  # phases whose runs choose settings and are never results
 ANYTIME = "anytime"  # runs with a fraction of the budget: their own table, never mixed into results
 PROVENANCE_TAGS = (
-    "git_commit", "data_checksum", "host", "cpu_count", "torch_version", "python_version", "device", "config_hash",
+    schema.GIT_COMMIT, schema.DATA_CHECKSUM, schema.HOST, "cpu_count", "torch_version", "python_version", "device",
+    schema.CONFIG_HASH,
     "grid_jobs", "load_avg_start", "load_avg_end", "lr_bounds",
 )  # fmt: skip
 
@@ -154,7 +155,8 @@ def load_runs(experiment: str, tracking_uri: str, results_required: bool = True)
     if found is None:
         raise NoRunsError(f"experiment {experiment!r} not found in tracking store {tracking_uri!r}")
     # a grid's parent run (tag grid_parent) only groups the cell runs in the MLflow UI: it is not a result
-    mlflow_runs = [r for r in _search_all(client, found.experiment_id) if not r.data.tags.get("grid_parent")]
+    mlflow_runs = [r for r in schema.search_all(client, [found.experiment_id])
+                   if not r.data.tags.get(schema.PARENT_TAG)]
     runs = pd.DataFrame([_run_row(r) for r in mlflow_runs], columns=RUN_COLUMNS)
     runs = runs.astype({"seed": "Int64", "max_epochs": "Int64", "steps_per_epoch": "Int64", "adaptive": bool})
     order = ["task", "scheduler", "seed", "phase", "run_id"]
@@ -174,15 +176,15 @@ def load_runs(experiment: str, tracking_uri: str, results_required: bool = True)
         for name in (n for n in epoch_names if n in logged):
             points = _points(client, run_id, name)
             epoch_rows += [(run_id, epoch, name, value) for epoch, value in by_epoch(points, epochs)]
-        if "lr" in logged:
-            lr_rows += [(run_id, step, value) for step, value in _history(client, run_id, "lr")]
-        if "controller_action" in logged:
+        if schema.LR in logged:
+            lr_rows += [(run_id, step, value) for step, value in _history(client, run_id, schema.LR)]
+        if schema.CONTROLLER_ACTION in logged:
             factors = (
-                dict(_history(client, run_id, "controller_factor")) if "controller_factor" in logged else {}
+                dict(_history(client, run_id, schema.CONTROLLER_FACTOR)) if schema.CONTROLLER_FACTOR in logged else {}
             )
             action_rows += [
                 (run_id, step, code, action_name(code), factors.get(step, math.nan))
-                for step, code in _history(client, run_id, "controller_action")
+                for step, code in _history(client, run_id, schema.CONTROLLER_ACTION)
             ]
 
     return RunData(
@@ -195,16 +197,6 @@ def load_runs(experiment: str, tracking_uri: str, results_required: bool = True)
             action_rows, ["run_id", "step", "code", "action", "factor"], sort_by=["run_id", "step"]
         ),
     )
-
-
-def _search_all(client: Any, experiment_id: str) -> Iterator[Any]:
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], max_results=_PAGE_SIZE, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
 
 
 def _points(client: Any, run_id: str, key: str) -> list[tuple[int, int, float]]:
@@ -238,10 +230,10 @@ def _run_row(run: Any) -> dict[str, Any]:
         "run_id": run.info.run_id,
         "run_name": run.info.run_name or "",
         "status": run.info.status,
-        "task": tags.get("task", ""),
+        "task": tags.get(schema.TASK, ""),
         # a learned controller warm-started from another run's policy is a different treatment: label it apart
-        "scheduler": tags.get("scheduler", "") + (" +warm" if tags.get("warm_start") else ""),
-        "seed": _number(tags.get("seed"), int),
+        "scheduler": tags.get(schema.SCHEDULER, "") + (" +warm" if tags.get("warm_start") else ""),
+        "seed": _number(tags.get(schema.SEED), int),
         "adaptive": tags.get("adaptive", "").strip().lower() == "true",
         "metric": metric,
         "mode": tags.get("metric_mode", ""),
@@ -256,7 +248,7 @@ def _run_row(run: Any) -> dict[str, Any]:
         "error": tags.get("error", ""),
         "run_dir": tags.get("run_dir", ""),
         "diverged_tag": tags.get("diverged", "").strip().lower() == "true",  # the runner's own verdict
-        "phase": tags.get("phase", ""),
+        "phase": tags.get(schema.PHASE, ""),
         "tuning_budget": tags.get("tuning_budget", ""),
         "start_time": run.info.start_time or 0,  # ms since the epoch
         "end_time": _end_time(run),
@@ -269,7 +261,7 @@ def _run_row(run: Any) -> dict[str, Any]:
         "lr": _number(run.data.params.get(_lr_param(run.data.params)), float),
         "lr_param": _lr_param(run.data.params),
         "final_val": values.get(f"val_{metric}", math.nan),
-        "budget_fraction": _number(tags.get("budget_fraction"), float),  # anytime runs: their share of the budget
+        "budget_fraction": _number(tags.get(schema.BUDGET_FRACTION), float),  # anytime runs: their share of the budget
         **{name: tags.get(name, "") for name in PROVENANCE_TAGS},
     }
 
@@ -285,7 +277,7 @@ def _end_time(run: Any) -> float:
 
 def _lr_param(params: dict[str, str]) -> str:
     """The parameter that sets a run's step size: a learning-rate-free optimizer's `lr_multiplier`, else `lr`."""
-    return "lr_multiplier" if "lr_multiplier" in params else "lr"
+    return "lr_multiplier" if "lr_multiplier" in params else schema.LR
 
 
 def _number(text: str | None, kind: type) -> Any:

@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from adaptive_lr.tracking import schema
 from adaptive_lr.tracking.loggers import MLflowRunLogger
 
 
@@ -61,16 +62,16 @@ class EpochMetrics(Callback):
             return
         names = getattr(pl_module, "logged_metrics", tuple(trainer.callback_metrics))
         epoch = trainer.current_epoch + 1
-        record: dict[str, float] = {"epoch": float(epoch)}
+        record: dict[str, float] = {schema.EPOCH: float(epoch)}
         for name in names:
             value = trainer.callback_metrics.get(name, getattr(pl_module, name, None))
             if isinstance(value, torch.Tensor):
                 value = value.item()  # sync point: once per epoch
             if value is not None:
                 record[name] = float(value)
-        record["epoch_time_s"] = self.elapsed_s
-        record["epoch_lr"] = self._epoch_lr
-        if not math.isfinite(record.get("train_loss", 0.0)) and self.diverged_epoch is None:
+        record[schema.EPOCH_TIME_S] = self.elapsed_s
+        record[schema.EPOCH_LR] = self._epoch_lr
+        if not math.isfinite(record.get(schema.TRAIN_LOSS, 0.0)) and self.diverged_epoch is None:
             self.diverged_epoch = epoch
             record["diverged_epoch"] = float(epoch)
             if self.stop_on_nonfinite:

@@ -16,8 +16,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from adaptive_lr.tracking.schema import GIT_COMMIT, HOST, PARENT_TAG, PID, search_all
+
 MAX_PARAM_CHARS = 500  # MLflow's portable limit for one param value
-PARENT_TAG = "grid_parent"  # a grid's parent run: it has no process of its own, so it is never an orphan
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 IDENTITY_FILE = "mlflow_run.json"  # in the run folder: its MLflow run ID and store
 
@@ -124,17 +125,6 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def search_all(client: Any, experiment_ids: list[str], filter_string: str = "") -> Iterator[Any]:
-    """Every run matching `filter_string` in these experiments, page by page."""
-    token = None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string, max_results=1000, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
 def mark_orphans(tracking_uri: str, experiment: str | None = None) -> int:
     """Mark KILLED the RUNNING runs (of one experiment, or of the whole store) whose process, on this host, no
     longer exists; their metrics stay as they were flushed. Returns how many were marked.
@@ -158,10 +148,10 @@ def mark_orphans(tracking_uri: str, experiment: str | None = None) -> int:
     host, n = platform.node(), 0
     for r in (search_all(client, ids, "attributes.status = 'RUNNING'") if ids else ()):
         tags = r.data.tags
-        if tags.get(PARENT_TAG) or tags.get("host") != host or not tags.get("pid", "").isdigit():
+        if tags.get(PARENT_TAG) or tags.get(HOST) != host or not tags.get(PID, "").isdigit():
             continue
-        if not process_alive(int(tags["pid"])):
-            client.set_tag(r.info.run_id, "error", f"orphaned: process {tags['pid']} on {host} ended mid-run")
+        if not process_alive(int(tags[PID])):
+            client.set_tag(r.info.run_id, "error", f"orphaned: process {tags[PID]} on {host} ended mid-run")
             client.set_terminated(r.info.run_id, "KILLED")
             n += 1
     return n
@@ -244,7 +234,7 @@ class TrackedRun:
         exp_id = get_or_create_experiment(self.client, self.experiment, self.artifact_root)
         commit = git_commit()
         run = self.client.create_run(exp_id, run_name=self.run_name,
-                                     tags={**self.tags, "git_commit": commit, "run_dir": str(self.run_dir)})
+                                     tags={**self.tags, GIT_COMMIT: commit, "run_dir": str(self.run_dir)})
         self.run_id = run.info.run_id
         self.run_dir.mkdir(parents=True, exist_ok=False)  # never reuse a run folder
         (self.run_dir / "config.json").write_text(json.dumps(self.config, indent=2, default=str))
@@ -262,7 +252,7 @@ class TrackedRun:
         previous = self.client.get_run(self.run_id).data.tags
         tags = {**self.tags, "resumed": str(int(previous.get("resumed", "0")) + 1)}
         commit = git_commit()
-        if commit != previous.get("git_commit"):  # the code changed since the run started: say so
+        if commit != previous.get(GIT_COMMIT):  # the code changed since the run started: say so
             tags["resumed_git_commit"] = commit
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         if "error" in previous:

@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from adaptive_lr.tracking import schema
 from adaptive_lr.watch.layer_file import LayerSnapshot
 
 Points = list[tuple[int, float]]  # (step, value), in logging order
 
-EPOCH_KEY = "epoch"  # a run that logs its epoch as a metric puts epoch metrics on the global step
-HUMAN_KEY = "human_lr"
+EPOCH_KEY = schema.EPOCH  # a run that logs its epoch as a metric puts epoch metrics on the global step
+HUMAN_KEY = schema.HUMAN_LR
 _GROUP = re.compile(r"^lr/pg(\d+)$")
 
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from adaptive_lr.checks import is_number
 from adaptive_lr.config import ConfigError
+from adaptive_lr.tracking import schema
 from adaptive_lr.watch import readers
 from adaptive_lr.watch.readers import Points
 
-DECISION_KEYS = ("controller_action", "controller_factor", readers.HUMAN_KEY)
+DECISION_KEYS = (schema.CONTROLLER_ACTION, schema.CONTROLLER_FACTOR, readers.HUMAN_KEY)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def resolve(ref: str, uri_for_ids: Callable[[], str]) -> WatchedRun:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from adaptive_lr.tracking.run import PARENT_TAG, stored_identity
+    from adaptive_lr.tracking.run import stored_identity
 
     run_id, uri = stored_identity(Path(ref)) if Path(ref).is_dir() else (ref, uri_for_ids())
     try:
@@ -83,7 +84,7 @@ def resolve(ref: str, uri_for_ids: Callable[[], str]) -> WatchedRun:
     except MlflowException as err:
         raise ConfigError(f"{ref!r} is neither a run folder nor a run ID in {uri}") from err
     tags = dict(record.data.tags)
-    if tags.get(PARENT_TAG):
+    if tags.get(schema.PARENT_TAG):
         raise ConfigError(f"run {run_id} is the parent run of grid {tags.get('experiment', '?')!r}: watch one of "
                           "its cells (a run folder under runs/<grid>/ or a cell's run ID)")
     folder = Path(tags["run_dir"]) if tags.get("run_dir") and Path(tags["run_dir"]).is_dir() else None
@@ -133,7 +134,7 @@ class MlflowFeed:
                 histories[key] = readers.ordered([(m.step, m.value) for m in history])
             self._latest, self._histories = latest, histories
         tags, status = record.data.tags, record.info.status
-        pid = tags.get("pid", "")
-        alive = not (status == "RUNNING" and tags.get("host") == platform.node() and pid.isdigit()
+        pid = tags.get(schema.PID, "")
+        alive = not (status == "RUNNING" and tags.get(schema.HOST) == platform.node() and pid.isdigit()
                      and not process_alive(int(pid)))
         return Progress(status, self._histories, alive, changed, readers.EPOCH_KEY in latest)
