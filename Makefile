@@ -85,9 +85,7 @@ study-report: $(STAMP)  ## rebuild the study report from the committed bundles a
 # Issue 15: the bar (per family, each controller untuned vs tuned cosine, good-region width, vs open-loop wsd) and
 # the feedback_wsd/wsd ablation, from the same committed study bundles; and the meta-trained RL controllers'
 # leave-one-family-out transfer (resumable: rerun the same command to continue).
-.PHONY: controller-study meta-transfer
-controller-study: $(STAMP)  ## the controller-study report (the bar of issue 15) from the committed study bundles
-	$(BIN)/adaptive-lr report paths.reports=$(CURDIR)/reports --title controller-study $(foreach b,$(STUDY_BUNDLES),--from $(b))
+.PHONY: meta-transfer
 
 META_CONTROLLERS ?= rl_qlearning rl_bandit
 META_ARGS ?=

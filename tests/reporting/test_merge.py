@@ -54,3 +54,16 @@ def test_a_bundle_written_before_later_columns_existed_still_reads(store, tmp_pa
     runs.drop(columns=list(ADDED_COLUMNS)).to_csv(bundle / "runs.csv", index=False)
     data = read_bundle(bundle)
     assert data.runs["lr_bounds"].eq("").all() and data.runs["budget_fraction"].isna().all()
+
+
+def test_a_large_frame_is_written_compressed_and_reads_back_the_same(store, tmp_path, monkeypatch):
+    from adaptive_lr.reporting import bundle, read_bundle
+
+    uri, _ = store
+    plain = write_report("verdicts", uri, tmp_path / "plain", now=NOW).parent / "bundle"
+    monkeypatch.setattr(bundle, "GZIP_ABOVE", 100)  # every frame counts as large
+    packed = write_report("verdicts", uri, tmp_path / "packed", now=NOW).parent / "bundle"
+    assert (packed / "epochs.csv.gz").is_file() and not (packed / "epochs.csv").exists()
+    a, b = read_bundle(plain), read_bundle(packed)
+    for frame in ("runs", "epochs", "lr", "actions"):
+        pd.testing.assert_frame_equal(getattr(a, frame), getattr(b, frame))

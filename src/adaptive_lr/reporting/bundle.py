@@ -35,6 +35,7 @@ from adaptive_lr.tracking import schema
 
 FORMAT = 1
 MANIFEST = "bundle.json"
+GZIP_ABOVE = 1_000_000  # characters: a frame larger than this is written as <file>.gz (pandas reads either)
 FRAMES = {"runs": "runs.csv", "epochs": "epochs.csv", "lr": "lr.csv", "actions": "actions.csv"}
 INTEGERS = ("seed", "max_epochs", "steps_per_epoch")  # nullable: a tag may be missing
 FLOATS = ("threshold", "test_loss", "test_metric", "test_baseline", "equivalence_margin", "lr", "final_val",
@@ -81,7 +82,12 @@ def write_bundle(data: RunData, folder: Path, code: dict[str, dict[str, str]]) -
     """Write `data` as a bundle into `folder` (created); return the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, file in FRAMES.items():
-        getattr(data, name).to_csv(folder / file, index=False, na_rep="nan")
+        text = getattr(data, name).to_csv(index=False, na_rep="nan")
+        if len(text) > GZIP_ABOVE:  # a merged study's histories: compressed, deterministically (no timestamp)
+            getattr(data, name).to_csv(folder / (file + ".gz"), index=False, na_rep="nan",
+                                       compression={"method": "gzip", "mtime": 0})
+        else:
+            (folder / file).write_text(text, encoding="utf-8")
     manifest = {"format": FORMAT, "experiment": data.experiment, "source": data.tracking_uri, "code": code}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return folder
@@ -108,6 +114,8 @@ def read_bundle(folder: Path, results_required: bool = True) -> RunData:
     frames = {}
     for name, file in FRAMES.items():
         path = folder / file
+        if not path.is_file() and (folder / (file + ".gz")).is_file():
+            path = folder / (file + ".gz")  # written compressed (`write_bundle`)
         if not path.is_file():
             raise BundleError(f"{path}: missing from the bundle")
         frames[name] = pd.read_csv(path, dtype=str, keep_default_na=False)
