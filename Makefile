@@ -65,22 +65,30 @@ STUDY_GRIDS = $(foreach p,$(STUDY_PARTS),study-$(p) study-$(p)-untuned)
 STUDY_JOBS ?= 2
 PARTIAL := partial
 STUDY_BUNDLES = $(foreach g,$(STUDY_GRIDS),$(lastword $(sort $(wildcard reports/$(g)/*/bundle))))
+# the budget check: one family's tuned track again at 3x the epochs (never merged into the study report), ranked
+# against the quick budget by `adaptive-lr rank-check`
+BUDGET_CHECK ?= electricity
+latest_bundle = $(lastword $(sort $(wildcard reports/$(1)/*/bundle)))
 
 study: $(STAMP)  ## run the main study, resuming (needs ADAPTIVE_LR_DATA_DIR); then make study-report
 	@for b in $(sort $(wildcard $(PARTIAL)/*/*/bundle)) $(STUDY_BUNDLES); do $(BIN)/adaptive-lr import $$b || exit 1; done
-	@for g in $(STUDY_GRIDS); do \
+	@for g in $(STUDY_GRIDS) study-$(BUDGET_CHECK)-long; do \
 		$(BIN)/adaptive-lr experiment $$g paths.reports=$(CURDIR)/reports --jobs $(STUDY_JOBS) --report-changed || exit 1; \
 	done
 	$(MAKE) study-report
 
 study-save: $(STAMP)  ## save the bundles of study grids still running into partial/ (commit them)
-	@for g in $(STUDY_GRIDS); do \
+	@for g in $(STUDY_GRIDS) study-$(BUDGET_CHECK)-long; do \
 		$(BIN)/adaptive-lr report $$g paths.reports=$(CURDIR)/$(PARTIAL) --bundle-only --unless-reported reports \
 			2>/dev/null || true; \
 	done
 
 study-report: $(STAMP)  ## rebuild the study report from the committed bundles alone (no store, no training)
 	$(BIN)/adaptive-lr report paths.reports=$(CURDIR)/reports --title study $(foreach b,$(STUDY_BUNDLES),--from $(b))
+	@if [ -n "$(call latest_bundle,study-$(BUDGET_CHECK)-long)" ]; then \
+		$(BIN)/adaptive-lr rank-check $(call latest_bundle,study-$(BUDGET_CHECK)) \
+			$(call latest_bundle,study-$(BUDGET_CHECK)-long) paths.reports=$(CURDIR)/reports --title study-budget-check; \
+	else echo "no study-$(BUDGET_CHECK)-long bundle yet: budget check skipped"; fi
 
 # Issue 15: the bar (per family, each controller untuned vs tuned cosine, good-region width, vs open-loop wsd) and
 # the feedback_wsd/wsd ablation, from the same committed study bundles; and the meta-trained RL controllers'
