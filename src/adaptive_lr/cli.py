@@ -30,7 +30,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from adaptive_lr.config import compose
     from adaptive_lr.runner import run
 
-    return _finished(run(compose(args.overrides), progress=True))  # a bar on a terminal, else a line an epoch
+    cfg = compose(args.overrides)  # a config error is reported before the heavy imports
+    _import_libraries()
+    return _finished(run(cfg, progress=True))  # a bar on a terminal, else a line an epoch
 
 
 def _finished(result: RunResult) -> int:
@@ -40,9 +42,20 @@ def _finished(result: RunResult) -> int:
     return 0
 
 
+def _import_libraries() -> None:
+    """The first imports of Lightning and MLflow in this process, without the optional packages they would import
+    with them (`compat.import_lightning`, `compat.import_mlflow`): a cold `train task=digits` took 9.1-9.9 s against
+    12.9-13.4 s with ADAPTIVE_LR_FULL_IMPORTS=1 on this 2-core machine at load 4 (benchmarks/cold_start.md)."""
+    from adaptive_lr.compat import import_lightning, import_mlflow
+
+    import_lightning()
+    import_mlflow()
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
     from adaptive_lr.runner import resume_run
 
+    _import_libraries()
     if Path(args.run).is_dir():  # a run folder knows its run and store
         from adaptive_lr.tracking.run import stored_identity
 
