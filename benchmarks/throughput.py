@@ -115,8 +115,8 @@ def bare_lightning(cfg) -> float:
     start to train end)."""
     import lightning as L
 
+    from adaptive_lr.callbacks.epoch_metrics import EpochMetrics
     from adaptive_lr.tasks.base import NoProfiler
-    from adaptive_lr.tracking.epoch_metrics import EpochMetrics
 
     torch.manual_seed(cfg.seed)
     parts = build(cfg)

@@ -207,7 +207,7 @@ def test_tensorboard_tags_are_grouped_by_what_they_measure():
 def test_one_line_per_epoch_when_stdout_is_not_a_terminal():
     import io
 
-    from adaptive_lr.tracking.epoch_metrics import EpochMetrics
+    from adaptive_lr.callbacks.epoch_metrics import EpochMetrics
     from adaptive_lr.tracking.progress import EpochLines, RunProgressBar, epoch_line, progress_callback
 
     record = {"epoch": 3.0, "train_loss": 0.21137, "val_loss": 0.19321, "train_acc": 0.94021, "val_acc": 0.94991,

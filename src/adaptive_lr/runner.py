@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -18,6 +18,9 @@ from adaptive_lr.checks import require_int
 from adaptive_lr.config import ConfigError, to_container, upgrade_stored
 from adaptive_lr.runtime import configure_environment, configure_runtime
 from adaptive_lr.tracking import schema
+
+if TYPE_CHECKING:
+    from adaptive_lr.callbacks.run_parts import RunParts
 
 
 @dataclass
@@ -31,13 +34,16 @@ class RunResult:
     train_seconds: float  # the epochs alone (training, validation, callbacks), from train start to the last epoch
 
 
-#: `_target_`s as the configs spelled them before every scheduler config named its policy's class by module (issue
-#: 18: one style), through the `adaptive_lr.schedulers` package: a config hashes with these spellings, so the runs
-#: and grid cells hashed before keep their identity. Frozen: a new policy needs no entry.
-HASHED_AS = {f"adaptive_lr.schedulers.{module}.{name}": f"adaptive_lr.schedulers.{name}" for module, name in (
-    ("baselines", "Cosine"), ("baselines", "Fixed"), ("baselines", "StepDecay"), ("heuristic", "Heuristic"),
-    ("plateau", "Plateau"), ("plateau_feedback", "PlateauFeedback"), ("anneal", "TerminalAnneal"),
-    ("schedules", "LinearDecay"), ("schedules", "OneCycle"), ("schedules", "WSD"))}
+#: `_target_`s as the configs spelled them before every config named its class by module (issue 18: one style),
+#: through its package (`adaptive_lr.schedulers.Cosine`, `adaptive_lr.models.MLP`): a config hashes with these
+#: spellings, so the runs and grid cells hashed before keep their identity. Frozen: a new class needs no entry.
+HASHED_AS = {f"adaptive_lr.{package}.{module}.{name}": f"adaptive_lr.{package}.{name}" for package, module, name in (
+    ("schedulers", "baselines", "Cosine"), ("schedulers", "baselines", "Fixed"), ("schedulers", "baselines", "StepDecay"),
+    ("schedulers", "heuristic", "Heuristic"), ("schedulers", "plateau", "Plateau"),
+    ("schedulers", "plateau_feedback", "PlateauFeedback"), ("schedulers", "anneal", "TerminalAnneal"),
+    ("schedulers", "schedules", "LinearDecay"), ("schedulers", "schedules", "OneCycle"),
+    ("schedulers", "schedules", "WSD"), ("models", "mlp", "MLP"), ("models", "cnn", "SmallCNN"),
+    ("tasks", "classification", "ClassificationTask"))}
 
 
 def _hashed_targets(node: Any) -> Any:
@@ -59,10 +65,11 @@ def _restates(scheduler: dict[str, Any]) -> bool:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Identity of what a run computes: the resolved config without paths, experiment name or logging knobs, nor
-    `scheduler.build` when it restates `scheduler.policy` and `scheduler.warmup` (any other build is kept)."""
+    """Identity of what a run computes: the resolved config without paths, experiment name, logging knobs or the
+    callbacks group (its arguments are those of hashed keys, such as `stop_on_nonfinite`), nor `scheduler.build`
+    when it restates `scheduler.policy` and `scheduler.warmup` (any other build is kept)."""
     data = _hashed_targets(to_container(cfg))
-    for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control", "checkpoint"):
+    for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control", "checkpoint", "callbacks"):
         data.pop(key, None)
     if _restates(data.get("scheduler", {})):
         data["scheduler"].pop("build")
@@ -255,8 +262,10 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
     or the resumed run's own with its last checkpoint); 3) its tags; 4) inside the tracked run: loggers, callbacks,
     fit and test; 5) what it leaves behind."""
     configure_environment(cfg.paths.cache)  # before mlflow and matplotlib (through lightning) are imported
-    import lightning as L
+    from adaptive_lr.compat import import_lightning, import_mlflow
 
+    L = import_lightning()  # the same imports in a grid cell as in `adaptive-lr train` (compat.import_lightning)
+    import_mlflow()
     from adaptive_lr.tracking.run import TrackedRun
 
     configure_runtime()
@@ -279,14 +288,12 @@ def run(cfg: DictConfig, tags: dict[str, Any] | None = None, ckpt_path: str | No
 
 @dataclass(frozen=True)
 class _Place:
-    """Where a run lives: its store, name, folder, the checkpoint it starts from, and how often it writes one."""
+    """Where a run lives: its store, name, folder, and the checkpoint it starts from."""
 
     tracking_uri: str
     run_name: str
     run_dir: Path
     ckpt_path: str | None
-    every_n_epochs: int
-    every_n_steps: int = 0
 
 
 def _place(cfg: DictConfig, resume: str | None, ckpt_path: str | None) -> _Place:
@@ -297,17 +304,16 @@ def _place(cfg: DictConfig, resume: str | None, ckpt_path: str | None) -> _Place
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_name = f"{cfg.task.name}-{cfg.scheduler.name}-s{cfg.seed}"
     run_dir = Path(cfg.paths.runs) / cfg.experiment / f"{run_name}-{stamp}"
-    every = {key: cfg.get("checkpoint", {}).get(key, default) for key, default in
-             (("every_n_epochs", 1), ("every_n_steps", 0))}
-    for key, value in every.items():
-        require_int(f"checkpoint.{key}", value, minimum=0, error=ConfigError, allowed="an int >= 0 (0: none)")
+    for key, default in (("every_n_epochs", 1), ("every_n_steps", 0)):  # read by callbacks.resume_checkpoint
+        require_int(f"checkpoint.{key}", cfg.get("checkpoint", {}).get(key, default), minimum=0, error=ConfigError,
+                    allowed="an int >= 0 (0: none)")
     if resume is None:
         mark_orphans(tracking_uri)  # runs of processes that died are KILLED before this one starts
     else:  # continue in the run's own folder, from its last checkpoint (none: from the start, in the same run)
         run_dir = _stored_run_dir(tracking_uri, resume)
         ckpt = last_checkpoint(run_dir)
         ckpt_path = str(ckpt) if ckpt else None
-    return _Place(tracking_uri, run_name, run_dir, ckpt_path, every["every_n_epochs"], every["every_n_steps"])
+    return _Place(tracking_uri, run_name, run_dir, ckpt_path)
 
 
 def _tags(cfg: DictConfig, datamodule: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -362,33 +368,48 @@ def _loggers(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked: Any
     return [mlflow_logger, *tensorboard]
 
 
-def _callbacks(cfg: DictConfig, parts: dict[str, Any], place: _Place, trainer_kwargs: dict) -> dict[str, Any]:
-    """Epoch metrics, the LR control (with live control when on), the views, and the checkpoints: every epoch's
-    when `trainer.enable_checkpointing`, else only the last, for `adaptive-lr resume` (removed once finished)."""
-    from adaptive_lr.callbacks import LRControl
-    from adaptive_lr.tracking.checkpoint import CHECKPOINT_DIR, ResumeCheckpoint
-    from adaptive_lr.tracking.epoch_metrics import EpochMetrics
+def instantiate_callbacks(specs: DictConfig | None, run: RunParts) -> list:
+    """The entries of the `callbacks` group, in order (configs/callbacks/default.yaml), each built from its
+    `_target_`; a `_partial_: true` entry is then called with `run` (the run's `RunParts`). An entry that is null
+    or builds None is off; one that builds a list adds each of its callbacks."""
+    from functools import partial
 
-    epoch_metrics = EpochMetrics(stop_on_nonfinite=cfg.stop_on_nonfinite)
-    live = None
-    if cfg.live_control.enabled:
-        from adaptive_lr.live_control import CONTROL_FILE, LiveOverride
+    made: list = []
+    for name, spec in (specs or {}).items():
+        built = None if spec is None else _instantiate(spec, f"callbacks.{name}")
+        built = built(run) if isinstance(built, partial) else built
+        made += built if isinstance(built, list) else [] if built is None else [built]
+    return made
 
-        live = LiveOverride(place.run_dir / CONTROL_FILE, cfg.live_control.min_lr, cfg.live_control.max_lr,
-                            cfg.live_control.every_n_steps)
-    callbacks = [epoch_metrics, LRControl(parts["policy"], interval=cfg.scheduler.interval,
-                                          frequency=cfg.scheduler.frequency,
-                                          log_every_n_steps=cfg.logger.log_every_n_steps, live=live)]
-    callbacks += parts["views"]  # built (and checked) by `build`
+
+def _callback_specs(cfg: DictConfig) -> DictConfig | None:
+    """`cfg.callbacks`; a config stored before the group existed (a resumed run's) gets the default group, its
+    arguments read from that config (the keys it lacks at train.yaml's defaults, as `_place` reads them)."""
+    if "callbacks" in cfg:
+        return cfg.callbacks
+    from adaptive_lr.config import CONFIG_DIR
+
+    base = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    base.pop("defaults")
+    return OmegaConf.merge(base, cfg, {"callbacks": OmegaConf.load(CONFIG_DIR / "callbacks" / "default.yaml")}).callbacks
+
+
+def build_callbacks(cfg: DictConfig, parts: dict[str, Any], run_dir: Path, trainer_kwargs: dict) -> dict[str, Any]:
+    """The run's callbacks from its `callbacks` group, completed with its policy and views (`build`'s `parts`) and
+    folder; `trainer_kwargs` get `enable_checkpointing` when a resume checkpoint is written. Checkpoints: every
+    epoch's kept when `trainer.enable_checkpointing`, else only the last, for `adaptive-lr resume` (removed once
+    finished)."""
+    from adaptive_lr.callbacks import EpochMetrics, RunParts
+    from adaptive_lr.tracking.checkpoint import ResumeCheckpoint
+
+    callbacks = instantiate_callbacks(_callback_specs(cfg), RunParts(parts["policy"], run_dir, parts["views"]))
+    epoch_metrics = next((c for c in callbacks if isinstance(c, EpochMetrics)), None)
+    if epoch_metrics is None:
+        raise ConfigError("callbacks: the run needs an EpochMetrics (configs/callbacks/default.yaml's epoch_metrics), "
+                          "its per-epoch record")
+    resumable = next((c for c in callbacks if isinstance(c, ResumeCheckpoint)), None)
     keep_checkpoints = bool(trainer_kwargs.get("enable_checkpointing"))
-    if keep_checkpoints:
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
-        callbacks.append(ModelCheckpoint(dirpath=place.run_dir / CHECKPOINT_DIR, every_n_epochs=1, save_top_k=-1))
-    resumable = None
-    if place.every_n_epochs or place.every_n_steps:
-        resumable = ResumeCheckpoint(place.run_dir / CHECKPOINT_DIR, place.every_n_epochs, place.every_n_steps)
-        callbacks.append(resumable)
+    if resumable is not None:
         trainer_kwargs["enable_checkpointing"] = True
     return {"callbacks": callbacks, "epoch_metrics": epoch_metrics, "resumable": resumable,
             "keep_checkpoints": keep_checkpoints}
@@ -404,7 +425,7 @@ def _fit_and_test(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked
 
     loggers = _loggers(cfg, parts, place, tracked, resume)
     trainer_kwargs = dict(cfg.trainer)
-    made = _callbacks(cfg, parts, place, trainer_kwargs)
+    made = build_callbacks(cfg, parts, place.run_dir, trainer_kwargs)
     trainer_kwargs.setdefault("profiler", NoProfiler())  # unless the config asks for one (`trainer.profiler=`)
     if progress:  # a bar on a terminal, else one line per epoch
         from adaptive_lr.tracking.progress import progress_callback

@@ -60,14 +60,14 @@ def test_image_task_runs_end_to_end_on_fixture_files(task, extra, data_dir, home
 def test_task_configs_pick_dataset_model_and_threshold():
     mnist = compose(["task=mnist"])
     assert (mnist.model._target_, mnist.model.in_features, list(mnist.model.hidden), mnist.model.out_features,
-            mnist.model.dropout) == ("adaptive_lr.models.MLP", 784, [128, 64], 10, 0.5)
+            mnist.model.dropout) == ("adaptive_lr.models.mlp.MLP", 784, [128, 64], 10, 0.5)
     assert (mnist.task.threshold, mnist.data.dataset, mnist.data.batch_size) == (0.97, "mnist", 64)
     fashion = compose(["task=fashion_mnist"])
     assert (fashion.task.name, fashion.data.dataset, fashion.model.in_features) == ("fashion_mnist", "fashion-mnist",
                                                                                     784)
     cifar100 = compose(["task=cifar100"])
     assert (cifar100.task.name, cifar100.data.num_classes, cifar100.model.num_classes) == ("cifar100", 100, 100)
-    assert cifar100.model._target_ == "adaptive_lr.models.SmallCNN"
+    assert cifar100.model._target_ == "adaptive_lr.models.cnn.SmallCNN"
 
 
 @pytest.mark.parametrize(("task", "classes"), [("cifar10", 10), ("cifar100", 100)])

@@ -40,6 +40,7 @@ from typing import ClassVar, Unpack
 import numpy as np
 import torch
 
+from adaptive_lr.checks import require_int
 from adaptive_lr.data.augment import Normalize, random_crop_flip
 from adaptive_lr.data.base import HubDataModule, HubOptions
 from adaptive_lr.data.hf import HFDataset, Location, image_column, read_splits
@@ -306,8 +307,7 @@ class CIFARDataModule(HubDataModule):
         super().__init__(**options)
         if num_classes not in VARIANTS:
             raise ValueError(f"data.num_classes must be one of {sorted(VARIANTS)} (CIFAR-10/100), got {num_classes!r}")
-        if not isinstance(crop_padding, int) or isinstance(crop_padding, bool) or crop_padding < 0:
-            raise ValueError(f"data.crop_padding must be a non-negative int, got {crop_padding!r}")
+        require_int("data.crop_padding", crop_padding, minimum=0, allowed="a non-negative int")
         self.variant = VARIANTS[num_classes]
         self.dataset, self.num_outputs = self.variant.name, num_classes
         self.val_size, self.subset, self.split_seed = val_size, subset, split_seed

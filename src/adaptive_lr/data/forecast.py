@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Protocol, Unpack
 
 import torch
 
+from adaptive_lr.checks import require_int
 from adaptive_lr.data.base import FileDataModule, FileOptions
 from adaptive_lr.data.source import DataError, PathLike, candidate_dirs, decoded, not_found
 
@@ -262,8 +263,7 @@ class ForecastDataModule(FileDataModule):
             ("stride", stride),
             ("eval_stride", stride if eval_stride is None else eval_stride),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"data.{name} must be a positive int, got {value!r}")
+            require_int(f"data.{name}", value, minimum=1, allowed="a positive int")
         if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ValueError(
                 f"val_fraction and test_fraction must be in (0, 1) with a sum below 1, got {val_fraction}, "

@@ -33,6 +33,7 @@ from typing import Unpack
 
 import torch
 
+from adaptive_lr.checks import require_int
 from adaptive_lr.data.base import HubDataModule, HubOptions
 from adaptive_lr.data.hf import HFDataset, HubLocation, Location, read_splits, text_column
 from adaptive_lr.data.source import DECODE_ERRORS, DataError, PathLike, cached, candidate_dirs, not_found
@@ -134,12 +135,11 @@ class IMDBDataModule(HubDataModule):
                  split_seed: int = 2500, subset: int | None = None, eval_subset: int | None = None,
                  **options: Unpack[HubOptions]) -> None:
         super().__init__(**options)
-        for name, value, low in (("max_len", max_len, 1), ("val_size", val_size, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"data.{name} must be a positive int, got {value!r}")
+        for name, value in (("max_len", max_len), ("val_size", val_size)):
+            require_int(f"data.{name}", value, minimum=1, allowed="a positive int")
         for name, value in (("subset", subset), ("eval_subset", eval_subset)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"data.{name} must be null or a positive int, got {value!r}")
+            if value is not None:
+                require_int(f"data.{name}", value, minimum=1, allowed="null or a positive int")
         self.tokenizer = tokenizer if tokenizer is not None else WordVocabTokenizer()
         self.max_len, self.val_size, self.split_seed = max_len, val_size, split_seed
         self.subset, self.eval_subset = subset, eval_subset

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from adaptive_lr.checks import require_int
 from adaptive_lr.data.source import DataError
 
 
@@ -24,14 +25,12 @@ def holdout_split(labels: torch.Tensor, val_size: int, subset: int | None, seed:
     (stratified: `subset // num_classes` per class, one more for the first `subset % num_classes` classes, each
     drawn in the same seeded order; a class with too few images gives all it has)."""
     n = len(labels)
-    if not isinstance(val_size, int) or isinstance(val_size, bool) or not 1 <= val_size < n:
-        raise DataError(f"data.val_size must be an int in [1, {n - 1}] (the train set has {n} images), "
-                         f"got {val_size!r}")
+    require_int("data.val_size", val_size, minimum=1, maximum=n - 1, error=DataError,
+                allowed=f"an int in [1, {n - 1}] (the train set has {n} images)")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val, train = order[:val_size], order[val_size:]
     if subset is not None:
-        if not isinstance(subset, int) or isinstance(subset, bool) or subset < 1:
-            raise DataError(f"data.subset must be a positive int or null, got {subset!r}")
+        require_int("data.subset", subset, minimum=1, error=DataError, allowed="a positive int or null")
         per_class, extra = divmod(subset, num_classes)
         train_labels = labels[train]
         train = torch.cat([train[train_labels == c][: per_class + (c < extra)] for c in range(num_classes)])

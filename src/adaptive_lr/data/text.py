@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adaptive_lr.checks import require_int
 from adaptive_lr.data.source import source_key
 
 PAD, UNK = "<pad>", "<unk>"
@@ -40,8 +41,7 @@ def strip_markup(text: str) -> str:
 
 
 def _check_max_len(max_len: int) -> None:
-    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
-        raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+    require_int("max_len", max_len, minimum=1, allowed="a positive int")
 
 
 class TextTokenizer(ABC):

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import lightning as L
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
-from adaptive_lr.tracking.epoch_metrics import EpochMetrics
+from adaptive_lr.callbacks.epoch_metrics import EpochMetrics
 
 BAR_UPDATES_PER_EPOCH = 20
 SHOWN = ("train_loss", "val_loss")  # then the task's metric(s): train_<m>, val_<m>

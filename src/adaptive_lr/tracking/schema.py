@@ -30,7 +30,7 @@ CONTROLLER_ACTION = "controller_action"  # a decision's code, from `schedulers.b
 CONTROLLER_FACTOR = "controller_factor"  # the factor the decision applied to the LR
 HUMAN_LR = "human_lr"  # an LR set by hand from the watch page
 
-# Metric keys: per epoch (at the global step of the epoch's end, `tracking.epoch_metrics.EpochMetrics`) -----------
+# Metric keys: per epoch (at the global step of the epoch's end, `callbacks.epoch_metrics.EpochMetrics`) -----------
 EPOCH = "epoch"  # the epoch number, 1-based
 EPOCH_TIME_S = "epoch_time_s"
 EPOCH_LR = "epoch_lr"
