@@ -21,6 +21,7 @@ from adaptive_lr.tracking import schema
 
 if TYPE_CHECKING:
     from adaptive_lr.callbacks.run_parts import RunParts
+    from adaptive_lr.tracking.loggers import LoggerParts
 
 
 @dataclass
@@ -66,10 +67,12 @@ def _restates(scheduler: dict[str, Any]) -> bool:
 
 def config_hash(cfg: DictConfig) -> str:
     """Identity of what a run computes: the resolved config without paths, experiment name, logging knobs or the
-    callbacks group (its arguments are those of hashed keys, such as `stop_on_nonfinite`), nor `scheduler.build`
+    callbacks and loggers groups (their arguments are those of hashed keys, such as `stop_on_nonfinite`, or of
+    logging knobs), nor `scheduler.build`
     when it restates `scheduler.policy` and `scheduler.warmup` (any other build is kept)."""
     data = _hashed_targets(to_container(cfg))
-    for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control", "checkpoint", "callbacks"):
+    for key in ("paths", "experiment", "logger", "data_dir", "report", "live_control", "checkpoint", "callbacks",
+                "loggers"):
         data.pop(key, None)
     if _restates(data.get("scheduler", {})):
         data["scheduler"].pop("build")
@@ -336,62 +339,61 @@ def _tags(cfg: DictConfig, datamodule: Any, extra: dict[str, Any] | None) -> dic
     return tags
 
 
-def _loggers(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked: Any, resume: str | None) -> list:
-    """The MLflow logger (flushed if the run is interrupted; what a resumed run stored is not stored twice),
-    the multi-start record, and TensorBoard when on."""
-    from adaptive_lr.tracking.loggers import LeanTensorBoardLogger, MLflowRunLogger
+def build_loggers(cfg: DictConfig, place: _Place, tracked: Any, resume: str | None) -> list:
+    """The run's loggers from its `loggers` group (configs/loggers/default.yaml), completed with its store, tracked
+    run and folder; the first must be the MLflow logger (the store of record, which the final metrics go through)."""
+    from adaptive_lr.tracking.loggers import LoggerParts, MLflowRunLogger
 
-    mlflow_logger = MLflowRunLogger(place.tracking_uri, tracked.run_id, cfg.logger.mlflow_flush_every_s)
-    tracked.flush_on_close(mlflow_logger)
-    if resume is not None:
-        mlflow_logger.skip_stored()
+    loggers = instantiate_entries(_group_specs(cfg, "loggers"), LoggerParts(place.tracking_uri, tracked,
+                                                                            place.run_dir, resume is not None),
+                                  "loggers")
+    if not loggers or not isinstance(loggers[0], MLflowRunLogger):
+        raise ConfigError("loggers: the first logger must be MLflow's (configs/loggers/default.yaml's mlflow), the "
+                          "store every report reads")
+    return loggers
+
+
+def _record_inputs(cfg: DictConfig, parts: dict[str, Any], tracked: Any, mlflow_logger: Any,
+                   resume: str | None) -> None:
+    """What the run started from, in MLflow: the multi-start record and (once, not on resume) the run's data as its
+    dataset input, digest = its data checksum."""
     if parts["multi_start"]:
         ms = parts["multi_start"]
         tracked.set_tags({"multi_start_k": len(ms["losses"]), "multi_start_best": ms["best"]})
         for i, value in enumerate(ms["losses"]):
             mlflow_logger.log_metrics({"multi_start_initial_loss": value}, step=i)
-    if resume is None:  # the run's data as its MLflow dataset input, digest = its data checksum
+    if resume is None:
         from adaptive_lr.tracking.datasets import log_dataset_input
 
         log_dataset_input(tracked.client, tracked.run_id, cfg.task.name, tracked.tags[schema.DATA_CHECKSUM],
                           parts["datamodule"])
-    tensorboard = []
-    if cfg.logger.tensorboard:  # events in the run folder, named <experiment>/<task>/<scheduler>/seed<N> for TB
-        from adaptive_lr.tracking.tb_names import EVENTS, link_run, run_name
-
-        tensorboard = [LeanTensorBoardLogger(str(place.run_dir / EVENTS))]
-        extra = tracked.tags
-        link_run(Path(cfg.paths.get("tensorboard") or Path(cfg.paths.root) / "tensorboard"), cfg.experiment,
-                 run_name(cfg.task.name, cfg.scheduler.name, cfg.seed, extra.get(schema.CELL, ""),
-                          extra.get(schema.PHASE, "")),
-                 place.run_dir / EVENTS)
-    return [mlflow_logger, *tensorboard]
 
 
-def instantiate_callbacks(specs: DictConfig | None, run: RunParts) -> list:
-    """The entries of the `callbacks` group, in order (configs/callbacks/default.yaml), each built from its
-    `_target_`; a `_partial_: true` entry is then called with `run` (the run's `RunParts`). An entry that is null
-    or builds None is off; one that builds a list adds each of its callbacks."""
+def instantiate_entries(specs: DictConfig | None, run: RunParts | LoggerParts, group: str = "callbacks") -> list:
+    """The entries of a `callbacks` or `loggers` group, in order (configs/<group>/default.yaml), each built from its
+    `_target_`; a `_partial_: true` entry is then called with `run` (the run's `RunParts` / `LoggerParts`). An entry
+    that is null or builds None is off; one that builds a list adds each of its items."""
     from functools import partial
 
     made: list = []
     for name, spec in (specs or {}).items():
-        built = None if spec is None else _instantiate(spec, f"callbacks.{name}")
+        built = None if spec is None else _instantiate(spec, f"{group}.{name}")
         built = built(run) if isinstance(built, partial) else built
         made += built if isinstance(built, list) else [] if built is None else [built]
     return made
 
 
-def _callback_specs(cfg: DictConfig) -> DictConfig | None:
-    """`cfg.callbacks`; a config stored before the group existed (a resumed run's) gets the default group, its
-    arguments read from that config (the keys it lacks at train.yaml's defaults, as `_place` reads them)."""
-    if "callbacks" in cfg:
-        return cfg.callbacks
+def _group_specs(cfg: DictConfig, group: str) -> DictConfig | None:
+    """`cfg.<group>` (`callbacks`, `loggers`); a config stored before the group existed (a resumed run's) gets the
+    default group, its arguments read from that config (the keys it lacks at train.yaml's defaults, as `_place`
+    reads them)."""
+    if group in cfg:
+        return cfg[group]
     from adaptive_lr.config import CONFIG_DIR
 
     base = OmegaConf.load(CONFIG_DIR / "train.yaml")
     base.pop("defaults")
-    return OmegaConf.merge(base, cfg, {"callbacks": OmegaConf.load(CONFIG_DIR / "callbacks" / "default.yaml")}).callbacks
+    return OmegaConf.merge(base, cfg, {group: OmegaConf.load(CONFIG_DIR / group / "default.yaml")})[group]
 
 
 def build_callbacks(cfg: DictConfig, parts: dict[str, Any], run_dir: Path, trainer_kwargs: dict) -> dict[str, Any]:
@@ -402,7 +404,7 @@ def build_callbacks(cfg: DictConfig, parts: dict[str, Any], run_dir: Path, train
     from adaptive_lr.callbacks import EpochMetrics, RunParts
     from adaptive_lr.tracking.checkpoint import ResumeCheckpoint
 
-    callbacks = instantiate_callbacks(_callback_specs(cfg), RunParts(parts["policy"], run_dir, parts["views"]))
+    callbacks = instantiate_entries(_group_specs(cfg, "callbacks"), RunParts(parts["policy"], run_dir, parts["views"]))
     epoch_metrics = next((c for c in callbacks if isinstance(c, EpochMetrics)), None)
     if epoch_metrics is None:
         raise ConfigError("callbacks: the run needs an EpochMetrics (configs/callbacks/default.yaml's epoch_metrics), "
@@ -423,7 +425,8 @@ def _fit_and_test(cfg: DictConfig, parts: dict[str, Any], place: _Place, tracked
     from adaptive_lr.tasks.base import NoProfiler
     from adaptive_lr.tracking.loggers import LeanTensorBoardLogger
 
-    loggers = _loggers(cfg, parts, place, tracked, resume)
+    loggers = build_loggers(cfg, place, tracked, resume)
+    _record_inputs(cfg, parts, tracked, loggers[0], resume)
     trainer_kwargs = dict(cfg.trainer)
     made = build_callbacks(cfg, parts, place.run_dir, trainer_kwargs)
     trainer_kwargs.setdefault("profiler", NoProfiler())  # unless the config asks for one (`trainer.profiler=`)

@@ -14,6 +14,8 @@ from argparse import Namespace
 from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
@@ -223,3 +225,40 @@ class LeanTensorBoardLogger(TensorBoardLogger):
             if name not in logged:
                 self.experiment.add_scalar(self._tag(name), value)
         writer.flush()
+
+
+@dataclass(frozen=True)
+class LoggerParts:
+    """What a `_partial_` entry of the `loggers` group (configs/loggers/default.yaml) is completed with: what exists
+    only once the run does."""
+
+    tracking_uri: str  # the run's MLflow store
+    tracked: Any  # the open `TrackedRun` (its ID, its tags, flush on close)
+    run_dir: Path  # the run's folder (a new one, or a resumed run's own)
+    resumed: bool  # continuing a stored run: what it already logged is not logged twice
+
+
+def mlflow_logger(run: LoggerParts, *, flush_every_s: float) -> MLflowRunLogger:
+    """The run's MLflow logger, the store of record (first in the group): flushed when the run is closed, however it
+    ends; a resumed run skips the steps it already stored."""
+    made = MLflowRunLogger(run.tracking_uri, run.tracked.run_id, flush_every_s)
+    run.tracked.flush_on_close(made)
+    if run.resumed:
+        made.skip_stored()
+    return made
+
+
+def tensorboard_logger(run: LoggerParts, *, enabled: bool, links: str | None, root: str, experiment: str, task: str,
+                       scheduler: str, seed: int) -> LeanTensorBoardLogger | None:
+    """With `enabled`, TensorBoard events in the run folder, linked under `links` (None: `<root>/tensorboard`) as
+    `<experiment>/<task>/<scheduler>/seed<N>` (tracking.tb_names) so TensorBoard shows short run names."""
+    if not enabled:
+        return None
+    from adaptive_lr.tracking import schema
+    from adaptive_lr.tracking.tb_names import EVENTS, link_run, run_name
+
+    tags = run.tracked.tags
+    link_run(Path(links or Path(root) / "tensorboard"), experiment,
+             run_name(task, scheduler, seed, tags.get(schema.CELL, ""), tags.get(schema.PHASE, "")),
+             run.run_dir / EVENTS)
+    return LeanTensorBoardLogger(str(run.run_dir / EVENTS))
