@@ -11,6 +11,8 @@ create `reports_root/<experiment>/<YYYYmmdd-HHMMSS>[-k]/` (a new folder each cal
   significant digits.
 - `comparisons.csv`: every adaptive scheduler against each best baseline of its task on the test metric
   (`metrics.COMPARISON_COLUMNS`), with raw and Holm-adjusted p-values.
+- `across.csv`: per track and adaptive method, the probability of beating each task's best baseline, averaged over
+  tasks, with rliable's stratified-bootstrap interval (`across.COLUMNS`).
 - `profile.csv`: per clock (epochs, wall) and scheduler: the performance-profile score with its bootstrap
   interval over seeds, rho at tau = 1 and at tau_max.
 - PNGs: `<task>_val_<metric>.png`, `<task>_lr.png`, `<task>_actions.png` (when logged) and
@@ -33,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from adaptive_lr.reporting import plots
+from adaptive_lr.reporting.across import across_section, across_table
 from adaptive_lr.reporting.bar import bar_section
 from adaptive_lr.reporting.bundle import (
     BundleError,
@@ -96,6 +99,7 @@ class ReportContext:
     alpha: float = ALPHA
     points: pd.DataFrame = field(default_factory=pd.DataFrame)
     regions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    across: pd.DataFrame = field(default_factory=pd.DataFrame)  # `across.across_table`
     figures: dict[str, list[str]] = field(default_factory=dict)
     profile_pngs: dict[str, str] = field(default_factory=dict)
     report_dir: Path | None = None
@@ -149,7 +153,7 @@ def _write(data: RunData, code: dict, reports_root: Path, now: datetime | None, 
         ctx = compute(data, code, now, tau_max, alpha)
         ctx.report_dir = out
         for name, frame in (("summary", ctx.summary), ("comparisons", ctx.comparisons),
-                            ("profile", ctx.profiles), ("sweep", ctx.points)):  # fmt: skip
+                            ("profile", ctx.profiles), ("sweep", ctx.points), ("across", ctx.across)):  # fmt: skip
             frame.to_csv(out / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan")
         colors = plots.scheduler_colors([*data.finished["scheduler"], *ctx.points["scheduler"]])
         ctx.figures = {task: _plot_task(task, data, rows, colors, out)
@@ -180,7 +184,7 @@ def compute(data: RunData, code: dict, now: datetime, tau_max: float = TAU_MAX,
     points = sweep_points(data.runs)
     regions = good_regions(points, data.runs)
     return ReportContext(data, per_run, summary, comparisons, pd.concat(tables, ignore_index=True), ratios, code,
-                         now, tau_max, alpha, points, regions)
+                         now, tau_max, alpha, points, regions, across_table(per_run, comparisons))
 
 
 def profile_table(per_run: pd.DataFrame, ratios: pd.DataFrame, clock: str, tau_max: float = TAU_MAX) -> pd.DataFrame:
@@ -619,8 +623,8 @@ def _anytime(ctx: ReportContext) -> list[str]:
 
 
 SECTIONS: tuple[Callable[[ReportContext], list[str]], ...] = (
-    _header, _verdicts, bar_section, transfer_section, _results, _anytime, _sensitivity, _profiles, _failed,
-    _protocol, _links,
+    _header, _verdicts, across_section, bar_section, transfer_section, _results, _anytime, _sensitivity, _profiles,
+    _failed, _protocol, _links,
 )
 
 
