@@ -535,3 +535,15 @@ def test_a_report_lists_its_commits_flags_dirty_trees_and_differing_training_cod
     assert "DIFFERS between commits" in protocol and "`bbb2222-dirty` unknown to this repository" in protocol
     results = section(text, "Results per task")
     assert "Note: these runs come from 3 commits" in results and "differs between them" in results
+
+
+def test_a_large_report_lists_its_runs_in_links_csv_instead_of_inline(demo, tmp_path, monkeypatch):
+    import adaptive_lr.reporting.report as report_module
+
+    inline = csv(demo, "links.csv")
+    assert len(inline) == 17 and list(inline.columns) == report_module.LINK_COLUMNS  # every run, in both places
+    monkeypatch.setattr(report_module, "LINKS_INLINE_MAX", 16)
+    rebuilt = write_report_from_bundle(demo.parent / "bundle", tmp_path, now=NOW)
+    links = section(rebuilt.read_text(), "Links")
+    assert "[`links.csv`](links.csv)" in links and not re.findall(r"^\| [0-9a-f]{32} \|", links, flags=re.M)
+    assert csv(rebuilt, "links.csv").equals(inline)

@@ -13,6 +13,8 @@ create `reports_root/<experiment>/<YYYYmmdd-HHMMSS>[-k]/` (a new folder each cal
   (`metrics.COMPARISON_COLUMNS`), with raw and Holm-adjusted p-values.
 - `across.csv`: per track and adaptive method, the probability of beating each task's best baseline, averaged over
   tasks, with rliable's stratified-bootstrap interval (`across.COLUMNS`).
+- `links.csv`: every run's MLflow run ID and TensorBoard log dir (listed in report.md too up to
+  `LINKS_INLINE_MAX` runs).
 - `profile.csv`: per clock (epochs, wall) and scheduler: the performance-profile score with its bootstrap
   interval over seeds, rho at tau = 1 and at tau_max.
 - PNGs: `<task>_val_<metric>.png`, `<task>_lr.png`, `<task>_actions.png` (when logged) and
@@ -153,7 +155,8 @@ def _write(data: RunData, code: dict, reports_root: Path, now: datetime | None, 
         ctx = compute(data, code, now, tau_max, alpha)
         ctx.report_dir = out
         for name, frame in (("summary", ctx.summary), ("comparisons", ctx.comparisons),
-                            ("profile", ctx.profiles), ("sweep", ctx.points), ("across", ctx.across)):  # fmt: skip
+                            ("profile", ctx.profiles), ("sweep", ctx.points), ("across", ctx.across),
+                            ("links", links_table(data))):  # fmt: skip
             frame.to_csv(out / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan")
         colors = plots.scheduler_colors([*data.finished["scheduler"], *ctx.points["scheduler"]])
         ctx.figures = {task: _plot_task(task, data, rows, colors, out)
@@ -540,22 +543,35 @@ def _commits(ctx: ReportContext, runs: pd.DataFrame) -> str:
     return text
 
 
+LINKS_INLINE_MAX = 300  # runs listed in report.md itself; a larger report lists them in links.csv only
+
+
+def links_table(data: RunData) -> pd.DataFrame:
+    """One row per run: its MLflow run ID (a link when the store is a server), task, scheduler, seed, phase, status
+    and TensorBoard log dir relative to the home folder (`links.csv`)."""
+    server = data.tracking_uri if data.tracking_uri.startswith(("http://", "https://")) else ""
+    rows = [{"run id": f"[{run.run_id}]({server}/#/runs/{run.run_id})" if server else run.run_id,
+             "task": run.task, "scheduler": run.scheduler, "seed": "" if pd.isna(run.seed) else run.seed,
+             "phase": run.phase or "final", "status": run.status, "TensorBoard log dir": _home_relative(run.run_dir)}
+            for run in data.runs.itertuples(index=False)]  # fmt: skip
+    return pd.DataFrame(rows, columns=LINK_COLUMNS)
+
+
+LINK_COLUMNS = ["run id", "task", "scheduler", "seed", "phase", "status", "TensorBoard log dir"]
+
+
 def _links(ctx: ReportContext) -> list[str]:
     data = ctx.data
-    server = data.tracking_uri if data.tracking_uri.startswith(("http://", "https://")) else ""
-    lines = [
-        "## Links", "",
-        f"<details><summary>MLflow run IDs and TensorBoard log dirs ({len(data.runs)} runs)</summary>", "",
-        "TensorBoard dir: relative to the home folder that ran the grid (`ADAPTIVE_LR_HOME`)."
-        + (" Run IDs link to the MLflow server." if server else ""), "",
-        *_row(["run id", "task", "scheduler", "seed", "phase", "status", "TensorBoard log dir"]),
-        *_row(["---"] * 7),
-    ]  # fmt: skip
-    for run in data.runs.itertuples(index=False):
-        seed = "" if pd.isna(run.seed) else run.seed
-        run_id = f"[{run.run_id}]({server}/#/runs/{run.run_id})" if server else run.run_id
-        lines += _row([run_id, run.task, run.scheduler, seed, run.phase or "final", run.status,
-                       _home_relative(run.run_dir)])  # fmt: skip
+    server = data.tracking_uri.startswith(("http://", "https://"))
+    note = ("TensorBoard dir: relative to the home folder that ran the grid (`ADAPTIVE_LR_HOME`)."
+            + (" Run IDs link to the MLflow server." if server else ""))
+    if len(data.runs) > LINKS_INLINE_MAX:
+        return ["## Links", "", f"MLflow run IDs and TensorBoard log dirs of the {len(data.runs)} runs: "
+                "[`links.csv`](links.csv) (one row per run: " + ", ".join(LINK_COLUMNS) + "). " + note, ""]
+    lines = ["## Links", "", f"<details><summary>MLflow run IDs and TensorBoard log dirs ({len(data.runs)} runs)"
+             "</summary>", "", note, "", *_row(LINK_COLUMNS), *_row(["---"] * len(LINK_COLUMNS))]
+    for row in links_table(data).itertuples(index=False):
+        lines += _row(list(row))
     return lines + ["", "</details>", ""]
 
 
