@@ -164,6 +164,9 @@ def test_the_bar_is_met_only_on_enough_families(result):
     assert line.startswith("**The bar is not met on the families reported so far**") and "1 of the 2" in line
     assert met(result, Bar(families_needed=1))[1].startswith("**The bar is met**")
     assert "cannot make up" in met(result, Bar(families_needed=3, families_planned=3))[1]
+    final = met(result, Bar(families_needed=2, families_planned=2))[1]  # every family in: nothing left to wait for
+    assert final.startswith("**The bar is not met**") and "every planned family is reported" in final
+    assert "cannot make up" not in final
     assert BAR.families_needed == 3 and BAR.families_planned == 5 and BAR.min_width_gain == 1.0
 
 

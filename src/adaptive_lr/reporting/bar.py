@@ -188,8 +188,9 @@ def met(result: BarResult, bar: Bar = BAR) -> tuple[list[str], str]:
     if k >= bar.families_needed:
         return passing, f"**The bar is met**: one controller passes all three criteria on {count})."
     if k + left < bar.families_needed:
-        return passing, (f"**The bar is not met**: one controller passes all three criteria on {count}, and the "
-                         f"{left} families not yet reported cannot make up the difference).")
+        rest = (f", and the {left} families not yet reported cannot make up the difference" if left else
+                "; every planned family is reported")
+        return passing, f"**The bar is not met**: one controller passes all three criteria on {count}{rest})."
     return passing, (f"**The bar is not met on the families reported so far**: one controller passes all three "
                      f"criteria on {count}; {left} families not yet reported).")
 
