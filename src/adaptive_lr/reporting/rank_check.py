@@ -1,8 +1,8 @@
 """Does a quick budget rank methods like a longer one? (issue 14: the study's budgets must be shown to preserve the
 ordering of methods on at least one family before its verdicts are trusted.)
 
-Reads two per-run bundles of the same grid design run at two budgets (e.g. `study-mnist` and `study-mnist-long`) and,
-per task present in both, compares:
+Reads two per-run bundles of the same grid design run at two budgets (e.g. `study-electricity` and
+`study-electricity-long`) and, per task present in both, compares:
 - the methods' ranking by mean test metric (the verdict metric): Kendall's tau-b with its two-sided p-value and
   Spearman's rho (scipy.stats), over the methods both ran;
 - the best method and the best fixed schedule (chosen on validation, as the report does) at each budget;
