@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from adaptive_lr.reporting.bar import _ci, _row, family_and_part
+from adaptive_lr.reporting.bar import family_and_part
+from adaptive_lr.reporting.fmt import md_interval, md_row
 
 if TYPE_CHECKING:
     from adaptive_lr.reporting.report import ReportContext
@@ -130,7 +131,7 @@ def across_section(ctx: ReportContext) -> list[str]:
                   "| method | tasks | runs per task | P(method > best baseline) [95% CI] | reading | best baseline per "
                   "task |", "| --- | ---: | --- | ---: | --- | --- |"]
         for r in rows.itertuples(index=False):
-            lines += _row([r.scheduler, r.n_tasks, r.runs_per_task, _ci(r.poi, r.poi_low, r.poi_high),
+            lines += md_row([r.scheduler, r.n_tasks, r.runs_per_task, md_interval(r.poi, r.poi_low, r.poi_high),
                            _reading(r.poi_low, r.poi_high), r.baseline_by_task])
         lines.append("")
     return lines

@@ -35,6 +35,7 @@ import pandas as pd
 
 from adaptive_lr.reporting.collect import SWEEP
 from adaptive_lr.reporting.contrasts import contrast, judge
+from adaptive_lr.reporting.fmt import md_interval, md_number, md_row
 from adaptive_lr.reporting.stats import BETTER, CONFIDENCE, EQUIVALENT
 
 if TYPE_CHECKING:
@@ -196,22 +197,6 @@ def met(result: BarResult, bar: Bar = BAR) -> tuple[list[str], str]:
 
 
 # -- the report section ------------------------------------------------------------------------------------------
-def _f(x: float, spec: str = ".4g", signed: bool = False) -> str:
-    if x is None or not isinstance(x, (int, float)) or not math.isfinite(float(x)):
-        return "nan"
-    return format(float(x), ("+" if signed else "") + spec)
-
-
-def _ci(mean: float, low: float, high: float, signed: bool = False) -> str:
-    if not (math.isfinite(float(low)) and math.isfinite(float(high))):
-        return _f(mean, signed=signed)
-    return f"{_f(mean, signed=signed)} [{_f(low, signed=signed)}, {_f(high, signed=signed)}]"
-
-
-def _row(cells: list[object]) -> list[str]:
-    return ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"]
-
-
 def _mark(ok: bool) -> str:
     return "**yes**" if ok else "no"
 
@@ -243,15 +228,15 @@ def _intro(bar: Bar, comparisons: int, alpha: float) -> list[str]:
 
 def _controller_row(r: Any) -> list[str]:
     """One controller's row of a family's table: its test metric, criteria (i) to (iii) and the outcome."""
-    return _row([
-        r.controller, _ci(r.untuned_mean, r.untuned_ci_low, r.untuned_ci_high),
-        _ci(r.i_difference, r.i_ci_low, r.i_ci_high, signed=True) + (" paired" if r.i_paired else " Welch"),
-        f"{r.i_verdict} ({_f(r.i_p_difference_holm, '.2g')} / {_f(r.i_p_equivalence_holm, '.2g')}): "
+    return md_row([
+        r.controller, md_interval(r.untuned_mean, r.untuned_ci_low, r.untuned_ci_high),
+        md_interval(r.i_difference, r.i_ci_low, r.i_ci_high, signed=True) + (" paired" if r.i_paired else " Welch"),
+        f"{r.i_verdict} ({md_number(r.i_p_difference_holm, '.2g')} / {md_number(r.i_p_equivalence_holm, '.2g')}): "
         f"{_mark(r.i_pass)}",
-        f"{_f(r.width, '.2g')} ({_f(r.width_gain, '.2g', signed=True)}): {_mark(r.ii_pass)}",
-        _ci(r.iii_difference, r.iii_ci_low, r.iii_ci_high, signed=True)
+        f"{md_number(r.width, '.2g')} ({md_number(r.width_gain, '.2g', signed=True)}): {_mark(r.ii_pass)}",
+        md_interval(r.iii_difference, r.iii_ci_low, r.iii_ci_high, signed=True)
         + (" paired" if r.iii_paired else " Welch"),
-        f"{r.iii_verdict} ({_f(r.iii_p_difference_holm, '.2g')} / {_f(r.iii_p_equivalence_holm, '.2g')}): "
+        f"{r.iii_verdict} ({md_number(r.iii_p_difference_holm, '.2g')} / {md_number(r.iii_p_equivalence_holm, '.2g')}): "
         f"{_mark(r.iii_pass)}",
         _mark(bool(r.passes)),
     ])  # fmt: skip
@@ -267,15 +252,15 @@ def _family(family: str, tuned: str, untuned: str, table: pd.DataFrame, bar: Bar
         return lines + ["No controller column in the untuned part.", ""]
     first = mine.iloc[0]
     direction = "higher" if first["mode"] == "max" else "lower"
-    lines += [f"Test {first['metric']} ({direction} is better); equivalence margin {_f(first['i_margin'])} "
-              f"(vs {bar.reference}); tuned {bar.reference} test {_f(first['reference_mean'])}, good region "
-              f"{_f(first['reference_width'], '.2g')} decades; untuned {bar.open_loop} test "
-              f"{_f(first['open_loop_mean'])}.", ""]
-    lines += _row(["controller (untuned)", "test [95% CI]", f"(i) vs tuned {bar.reference}: difference [95% CI]",
+    lines += [f"Test {first['metric']} ({direction} is better); equivalence margin {md_number(first['i_margin'])} "
+              f"(vs {bar.reference}); tuned {bar.reference} test {md_number(first['reference_mean'])}, good region "
+              f"{md_number(first['reference_width'], '.2g')} decades; untuned {bar.open_loop} test "
+              f"{md_number(first['open_loop_mean'])}.", ""]
+    lines += md_row(["controller (untuned)", "test [95% CI]", f"(i) vs tuned {bar.reference}: difference [95% CI]",
                    "(i) verdict (Holm p diff / TOST)", "(ii) good region, decades (gain)",
                    f"(iii) vs untuned {bar.open_loop}: difference [95% CI]", "(iii) verdict (Holm p diff / TOST)",
                    "all three"])  # fmt: skip
-    lines += _row(["---"] + ["---:"] * 7)
+    lines += md_row(["---"] + ["---:"] * 7)
     for r in mine.itertuples(index=False):
         lines += _controller_row(r)
     lines.append("")
@@ -311,14 +296,14 @@ def _ablation(result: BarResult, bar: Bar) -> list[str]:
         "at the tuned LRs (each at its own best sweep point) and at the untuned LR. Verdicts as above (same Holm "
         "family).", "",
     ]  # fmt: skip
-    lines += _row(["family", "track", f"{a}: LR, test [95% CI]", f"{b}: LR, test [95% CI]", "difference [95% CI]",
+    lines += md_row(["family", "track", f"{a}: LR, test [95% CI]", f"{b}: LR, test [95% CI]", "difference [95% CI]",
                    "Holm p (difference / TOST)", "verdict"])  # fmt: skip
-    lines += _row(["---", "---"] + ["---:"] * 5)
+    lines += md_row(["---", "---"] + ["---:"] * 5)
     for r in frame.itertuples(index=False):
-        lines += _row([r.family, r.track, f"{r.a_lr}: {_ci(r.a_mean, r.a_ci_low, r.a_ci_high)}",
-                       f"{r.b_lr}: {_ci(r.b_mean, r.b_ci_low, r.b_ci_high)}",
-                       _ci(r.difference, r.difference_ci_low, r.difference_ci_high, signed=True)
+        lines += md_row([r.family, r.track, f"{r.a_lr}: {md_interval(r.a_mean, r.a_ci_low, r.a_ci_high)}",
+                       f"{r.b_lr}: {md_interval(r.b_mean, r.b_ci_low, r.b_ci_high)}",
+                       md_interval(r.difference, r.difference_ci_low, r.difference_ci_high, signed=True)
                        + (" paired" if r.paired else " Welch"),
-                       f"{_f(r.p_difference_holm, '.2g')} / {_f(r.p_equivalence_holm, '.2g')}",
+                       f"{md_number(r.p_difference_holm, '.2g')} / {md_number(r.p_equivalence_holm, '.2g')}",
                        f"**{r.verdict}**" + (f" ({r.note})" if r.verdict == "untested" and r.note else "")])
     return lines + [""]

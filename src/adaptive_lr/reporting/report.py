@@ -13,8 +13,8 @@ create `reports_root/<experiment>/<YYYYmmdd-HHMMSS>[-k]/` (a new folder each cal
   (`metrics.COMPARISON_COLUMNS`), with raw and Holm-adjusted p-values.
 - `across.csv`: per track and adaptive method, the probability of beating each task's best baseline, averaged over
   tasks, with rliable's stratified-bootstrap interval (`across.COLUMNS`).
-- `links.csv`: every run's MLflow run ID and TensorBoard log dir (listed in report.md too up to
-  `LINKS_INLINE_MAX` runs).
+- `links.csv`: every run's MLflow run ID and TensorBoard log dir, for a report of more than `LINKS_INLINE_MAX`
+  runs (a smaller one lists them in report.md).
 - `profile.csv`: per clock (epochs, wall) and scheduler: the performance-profile score with its bootstrap
   interval over seeds, rho at tau = 1 and at tau_max.
 - PNGs: `<task>_val_<metric>.png`, `<task>_lr.png`, `<task>_actions.png` (when logged) and
@@ -48,6 +48,7 @@ from adaptive_lr.reporting.bundle import (
     write_bundle,
 )
 from adaptive_lr.reporting.collect import ANYTIME, FINISHED, RunData, load_runs
+from adaptive_lr.reporting.fmt import md_row
 from adaptive_lr.reporting.metrics import (
     METRIC_ROWS,
     MetricRow,
@@ -155,9 +156,10 @@ def _write(data: RunData, code: dict, reports_root: Path, now: datetime | None, 
         ctx = compute(data, code, now, tau_max, alpha)
         ctx.report_dir = out
         for name, frame in (("summary", ctx.summary), ("comparisons", ctx.comparisons),
-                            ("profile", ctx.profiles), ("sweep", ctx.points), ("across", ctx.across),
-                            ("links", links_table(data))):  # fmt: skip
+                            ("profile", ctx.profiles), ("sweep", ctx.points), ("across", ctx.across)):  # fmt: skip
             frame.to_csv(out / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT, na_rep="nan")
+        if len(data.runs) > LINKS_INLINE_MAX:  # too many to list in report.md: there instead, never in both
+            links_table(data).to_csv(out / "links.csv", index=False)
         colors = plots.scheduler_colors([*data.finished["scheduler"], *ctx.points["scheduler"]])
         ctx.figures = {task: _plot_task(task, data, rows, colors, out)
                        for task, rows in ctx.summary.groupby("task", sort=True)}  # fmt: skip
@@ -357,10 +359,10 @@ def _cell(row: MetricRow, r: object) -> str:
 
 def _table(rows: pd.DataFrame) -> list[str]:
     header = ["scheduler", *(row.header for row in METRIC_ROWS), "verdict (test, vs best baseline)"]
-    lines = _row(header) + _row(["---"] + ["---:"] * (len(header) - 2) + ["---"])
+    lines = md_row(header) + md_row(["---"] + ["---:"] * (len(header) - 2) + ["---"])
     for r in rows.itertuples(index=False):
         name = f"{r.scheduler} (adaptive)" if r.adaptive else r.scheduler
-        lines += _row([name, *(_cell(row, r) for row in METRIC_ROWS), r.verdict])
+        lines += md_row([name, *(_cell(row, r) for row in METRIC_ROWS), r.verdict])
     return lines
 
 
@@ -393,10 +395,10 @@ def _profiles(ctx: ReportContext) -> list[str]:
         ratios, table = ctx.ratios[clock], ctx.profiles[ctx.profiles["clock"] == clock]
         tasks = list(ratios.index)
         lines += [f"### {plots.CLOCKS[clock]} to target", ""]
-        lines += _row(["scheduler", *[f"ratio on {t}" for t in tasks], "score [95% CI]"])
-        lines += _row(["---"] + ["---:"] * (len(tasks) + 1))
+        lines += md_row(["scheduler", *[f"ratio on {t}" for t in tasks], "score [95% CI]"])
+        lines += md_row(["---"] + ["---:"] * (len(tasks) + 1))
         for r in table.itertuples(index=False):
-            lines += _row([r.scheduler, *[_fmt(ratios.loc[t, r.scheduler]) for t in tasks],
+            lines += md_row([r.scheduler, *[_fmt(ratios.loc[t, r.scheduler]) for t in tasks],
                            _ci(r.score, r.score_low, r.score_high, ".3f")])  # fmt: skip
         lines.append("")
         if clock in ctx.profile_pngs:
@@ -425,10 +427,10 @@ def _failed(ctx: ReportContext) -> list[str]:
     lines = ["## Failed or incomplete runs", ""]
     if data.unfinished.empty:
         return lines + ["None.", ""]
-    lines += _row(["run id", "task", "scheduler", "seed", "phase", "status", "error"]) + _row(["---"] * 7)
+    lines += md_row(["run id", "task", "scheduler", "seed", "phase", "status", "error"]) + md_row(["---"] * 7)
     for run in data.unfinished.itertuples(index=False):
         seed = "" if pd.isna(run.seed) else run.seed
-        lines += _row([run.run_id, run.task, run.scheduler, seed, run.phase or "final", run.status,
+        lines += md_row([run.run_id, run.task, run.scheduler, seed, run.phase or "final", run.status,
                        run.error or "(no error tag)"])  # fmt: skip
     return lines + ["", "These runs are excluded from every table, plot and statistic above.", ""]
 
@@ -549,7 +551,7 @@ LINKS_INLINE_MAX = 300  # runs listed in report.md itself; a larger report lists
 def links_table(data: RunData) -> pd.DataFrame:
     """One row per run: its MLflow run ID (a link when the store is a server), task, scheduler, seed, phase, status
     and TensorBoard log dir relative to the home folder (`links.csv`)."""
-    server = data.tracking_uri if data.tracking_uri.startswith(("http://", "https://")) else ""
+    server = _server(data)
     rows = [{"run id": f"[{run.run_id}]({server}/#/runs/{run.run_id})" if server else run.run_id,
              "task": run.task, "scheduler": run.scheduler, "seed": "" if pd.isna(run.seed) else run.seed,
              "phase": run.phase or "final", "status": run.status, "TensorBoard log dir": _home_relative(run.run_dir)}
@@ -560,18 +562,22 @@ def links_table(data: RunData) -> pd.DataFrame:
 LINK_COLUMNS = ["run id", "task", "scheduler", "seed", "phase", "status", "TensorBoard log dir"]
 
 
+def _server(data: RunData) -> str:
+    """The MLflow server's address when the runs came from one (run IDs then link to it), else ""."""
+    return data.tracking_uri if data.tracking_uri.startswith(("http://", "https://")) else ""
+
+
 def _links(ctx: ReportContext) -> list[str]:
     data = ctx.data
-    server = data.tracking_uri.startswith(("http://", "https://"))
     note = ("TensorBoard dir: relative to the home folder that ran the grid (`ADAPTIVE_LR_HOME`)."
-            + (" Run IDs link to the MLflow server." if server else ""))
+            + (" Run IDs link to the MLflow server." if _server(data) else ""))
     if len(data.runs) > LINKS_INLINE_MAX:
         return ["## Links", "", f"MLflow run IDs and TensorBoard log dirs of the {len(data.runs)} runs: "
                 "[`links.csv`](links.csv) (one row per run: " + ", ".join(LINK_COLUMNS) + "). " + note, ""]
     lines = ["## Links", "", f"<details><summary>MLflow run IDs and TensorBoard log dirs ({len(data.runs)} runs)"
-             "</summary>", "", note, "", *_row(LINK_COLUMNS), *_row(["---"] * len(LINK_COLUMNS))]
+             "</summary>", "", note, "", *md_row(LINK_COLUMNS), *md_row(["---"] * len(LINK_COLUMNS))]
     for row in links_table(data).itertuples(index=False):
-        lines += _row(list(row))
+        lines += md_row(list(row))
     return lines + ["", "</details>", ""]
 
 
@@ -597,10 +603,10 @@ def _sensitivity(ctx: ReportContext) -> list[str]:
     ]  # fmt: skip
     for task, rows in ctx.regions.groupby("task", sort=True):
         lines += [f"### {task} (margin {_fmt(rows['margin'].iloc[0])})", ""]
-        lines += _row(["method", "best LR", "best val", "good points", "good region, decades", "diverged"])
-        lines += _row(["---"] + ["---:"] * 5)
+        lines += md_row(["method", "best LR", "best val", "good points", "good region, decades", "diverged"])
+        lines += md_row(["---"] + ["---:"] * 5)
         for r in rows.sort_values(["width_decades", "scheduler"], ascending=[False, True]).itertuples(index=False):
-            lines += _row([r.scheduler, _fmt(r.best_lr), _fmt(r.best_value), f"{r.good_points}/{r.n_points}",
+            lines += md_row([r.scheduler, _fmt(r.best_lr), _fmt(r.best_value), f"{r.good_points}/{r.n_points}",
                            _fmt(r.width_decades, spec=".2g"), r.n_diverged])  # fmt: skip
         lines.append("")
     return lines
@@ -626,8 +632,8 @@ def _anytime(ctx: ReportContext) -> list[str]:
     for task, group in short.groupby("task", sort=True):
         full = ctx.per_run[ctx.per_run["task"] == task]
         lines += [f"### {task}", "", _rank_agreement(group, full, fractions), ""]
-        lines += _row(["scheduler", *[f"{f:.0%} of the budget" for f in fractions], "100% (results)"])
-        lines += _row(["---"] + ["---:"] * (len(fractions) + 1))
+        lines += md_row(["scheduler", *[f"{f:.0%} of the budget" for f in fractions], "100% (results)"])
+        lines += md_row(["---"] + ["---:"] * (len(fractions) + 1))
         for scheduler in sorted(set(group["scheduler"]) | set(full["scheduler"])):
             cells = []
             for f in fractions:
@@ -635,7 +641,7 @@ def _anytime(ctx: ReportContext) -> list[str]:
                 cells.append(_ci(*bootstrap_mean_ci(values.to_numpy(dtype=float))) if len(values) else "—")
             values = full.loc[full["scheduler"] == scheduler, "test"]
             cells.append(_ci(*bootstrap_mean_ci(values.to_numpy(dtype=float))) if len(values) else "—")
-            lines += _row([scheduler, *cells])
+            lines += md_row([scheduler, *cells])
         lines.append("")
     return lines
 
@@ -666,12 +672,6 @@ SECTIONS: tuple[Callable[[ReportContext], list[str]], ...] = (
 
 
 # -- formatting and files ------------------------------------------------------------------------------------
-def _row(cells: list[object]) -> list[str]:
-    """One markdown table row; pipes and newlines inside cells are escaped so the table stays intact."""
-    clean = [str(c).replace("|", "\\|").replace("\n", " ") for c in cells]
-    return ["| " + " | ".join(clean) + " |"]
-
-
 def _fmt(x: float, signed: bool = False, spec: str = ".4g") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return str(float(x)) if x is not None else "nan"

@@ -12,13 +12,13 @@ the comparisons of this table, four outcomes (`contrasts`). The policy column na
 
 from __future__ import annotations
 
-import math
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from adaptive_lr.reporting.contrasts import contrast, judge
+from adaptive_lr.reporting.fmt import md_interval, md_number
 
 if TYPE_CHECKING:
     from adaptive_lr.reporting.report import ReportContext
@@ -47,16 +47,6 @@ def _policy(per_run: pd.DataFrame, runs: pd.DataFrame, task: str, scheduler: str
     return ", ".join(PurePath(p.strip("'\"")).parent.name or "?" for p in paths)
 
 
-def _f(x: float, spec: str = ".4g", signed: bool = False) -> str:
-    return format(float(x), ("+" if signed else "") + spec) if math.isfinite(float(x)) else "nan"
-
-
-def _ci(mean: float, low: float, high: float, signed: bool = False) -> str:
-    if not (math.isfinite(float(low)) and math.isfinite(float(high))):
-        return _f(mean, signed=signed)
-    return f"{_f(mean, signed=signed)} [{_f(low, signed=signed)}, {_f(high, signed=signed)}]"
-
-
 def transfer_section(ctx: ReportContext) -> list[str]:
     """`## Transfer` (module docstring); nothing when no task ran a controller both warm-started and cold."""
     frame = transfer_table(ctx.per_run, ctx.data.runs, ctx.alpha)
@@ -78,8 +68,8 @@ def transfer_section(ctx: ReportContext) -> list[str]:
     for r in frame.itertuples(index=False):
         how = "paired" if r.paired else "Welch"
         verdict = f"**{r.verdict}**" + (f" ({r.note})" if r.verdict == "untested" and r.note else "")
-        lines.append(f"| {r.a_task} | {r.b_scheduler} | {r.policy} | {_ci(r.b_mean, r.b_ci_low, r.b_ci_high)} | "
-                     f"{_ci(r.a_mean, r.a_ci_low, r.a_ci_high)} | "
-                     f"{_ci(r.difference, r.difference_ci_low, r.difference_ci_high, signed=True)} {how} | "
-                     f"{_f(r.p_difference_holm, '.2g')} / {_f(r.p_equivalence_holm, '.2g')} | {verdict} |")
+        lines.append(f"| {r.a_task} | {r.b_scheduler} | {r.policy} | {md_interval(r.b_mean, r.b_ci_low, r.b_ci_high)} | "
+                     f"{md_interval(r.a_mean, r.a_ci_low, r.a_ci_high)} | "
+                     f"{md_interval(r.difference, r.difference_ci_low, r.difference_ci_high, signed=True)} {how} | "
+                     f"{md_number(r.p_difference_holm, '.2g')} / {md_number(r.p_equivalence_holm, '.2g')} | {verdict} |")
     return lines + [""]
